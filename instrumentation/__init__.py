@@ -1,0 +1,31 @@
+"""SDK instrumentations. Each module named in INSTRUMENTORS patches one SDK when it is installed."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from thinkmeter.instrumentation._endpoints import EndpointResolver
+from thinkmeter.instrumentation._patch import Patcher
+from thinkmeter.instrumentation._safety import log_once
+from thinkmeter.instrumentation._telemetry import Telemetry
+
+# SDK import name -> instrumentation module
+INSTRUMENTORS = {
+    "openai": "thinkmeter.instrumentation.openai_sdk",
+}
+
+
+def instrument_installed(patcher: Patcher, telemetry: Telemetry, resolver: EndpointResolver) -> list[str]:
+    """Patch every supported SDK that is installed; returns the names of those patched."""
+    patched = []
+    for sdk, module_name in INSTRUMENTORS.items():
+        if importlib.util.find_spec(sdk) is None:
+            continue
+        try:
+            importlib.import_module(module_name).instrument(patcher, telemetry, resolver)
+        except Exception:
+            log_once(f"instrument:{sdk}", "thinkmeter: cannot instrument %s; its calls stay untraced", sdk)
+            continue
+        patched.append(sdk)
+    return patched

@@ -1,0 +1,61 @@
+"""Which provider and engine sit behind a client's base URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+# gen_ai.provider.name values of the GenAI semconv where one exists.
+KNOWN_HOSTS = {
+    "api.openai.com": "openai",
+    "api.anthropic.com": "anthropic",
+    "generativelanguage.googleapis.com": "gcp.gemini",
+    "api.deepseek.com": "deepseek",
+    "api.x.ai": "x_ai",
+    "api.groq.com": "groq",
+    "openrouter.ai": "openrouter",
+    "api.mistral.ai": "mistral_ai",
+    "api.perplexity.ai": "perplexity",
+}
+KNOWN_HOST_SUFFIXES = {
+    ".openai.azure.com": "azure.ai.openai",
+    "-aiplatform.googleapis.com": "gcp.vertex_ai",
+}
+# Provider names that are self-hosted inference engines.
+ENGINES = frozenset({"vllm", "sglang", "llama.cpp", "tgi", "ollama", "transformers"})
+UNKNOWN_PROVIDER = "openai_compatible"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    provider: str
+    engine: str | None
+    address: str | None
+    port: int | None
+
+
+class EndpointResolver:
+    """Maps base URLs to endpoints; `overrides` keys are "host" or "host:port", values provider names."""
+
+    def __init__(self, overrides: dict[str, str] | None = None, default: str = UNKNOWN_PROVIDER) -> None:
+        self._overrides = {k.lower(): v for k, v in (overrides or {}).items()}
+        self._default = default
+        self._cache: dict[str, Endpoint] = {}
+
+    def resolve(self, base_url: object) -> Endpoint:
+        key = str(base_url)
+        endpoint = self._cache.get(key)
+        if endpoint is None:
+            endpoint = self._resolve(key)
+            if len(self._cache) < 1_000:
+                self._cache[key] = endpoint
+        return endpoint
+
+    def _resolve(self, url: str) -> Endpoint:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
+        provider = self._overrides.get(f"{host}:{port}") or self._overrides.get(host) or KNOWN_HOSTS.get(host)
+        if provider is None:
+            provider = next((p for suffix, p in KNOWN_HOST_SUFFIXES.items() if host.endswith(suffix)), self._default)
+        return Endpoint(provider, provider if provider in ENGINES else None, host or None, port)

@@ -1,0 +1,127 @@
+"""Transparent stream proxies: one accumulator protocol serves sync and async streams.
+
+The proxies are wrapt ObjectProxies, so `isinstance(stream, openai.Stream)` and every attribute of
+the SDK's stream keep working. The call ends exactly once: on exhaustion, error, close, context-manager
+exit, or garbage collection of a stream the caller abandoned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import wrapt
+
+from thinkmeter.instrumentation._safety import dont_throw, log_once
+from thinkmeter.instrumentation._telemetry import Call
+
+
+class StreamAccumulator(Protocol):
+    call: Call
+
+    def on_item(self, item: Any) -> bool:
+        """Take in one streamed item; True hides it from the caller (a usage chunk we asked for)."""
+
+    def on_end(self) -> None:
+        """Move what the stream carried (usage, model, finish reasons) into call.record."""
+
+
+def _accept(acc: StreamAccumulator, item: Any) -> bool:
+    try:
+        return acc.on_item(item)
+    except Exception:
+        log_once(f"{type(acc).__name__}.on_item", "thinkmeter: cannot read a streamed item; figures of this stream may be incomplete")
+        return False
+
+
+@dont_throw
+def _finish(acc: StreamAccumulator, error: BaseException | None) -> None:
+    if acc.call.ended:
+        return
+    try:
+        acc.on_end()
+    finally:
+        acc.call.finish(error)
+
+
+class TracedStream(wrapt.ObjectProxy):
+    def __init__(self, wrapped: Any, accumulator: StreamAccumulator) -> None:
+        super().__init__(wrapped)
+        self._self_acc = accumulator
+
+    def __iter__(self) -> TracedStream:
+        return self
+
+    def __next__(self) -> Any:
+        acc = self._self_acc
+        while True:
+            try:
+                item = self.__wrapped__.__next__()
+            except StopIteration:
+                _finish(acc, None)
+                raise
+            except BaseException as error:
+                _finish(acc, error)
+                raise
+            if not _accept(acc, item):
+                return item
+
+    def __enter__(self) -> TracedStream:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            _finish(self._self_acc, None)
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            _finish(self._self_acc, None)
+
+    def __del__(self) -> None:
+        _finish(self._self_acc, None)
+
+
+class TracedAsyncStream(wrapt.ObjectProxy):
+    def __init__(self, wrapped: Any, accumulator: StreamAccumulator) -> None:
+        super().__init__(wrapped)
+        self._self_acc = accumulator
+
+    def __aiter__(self) -> TracedAsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        acc = self._self_acc
+        while True:
+            try:
+                item = await self.__wrapped__.__anext__()
+            except StopAsyncIteration:
+                _finish(acc, None)
+                raise
+            except BaseException as error:  # CancelledError included: the span still ends
+                _finish(acc, error)
+                raise
+            if not _accept(acc, item):
+                return item
+
+    async def __aenter__(self) -> TracedAsyncStream:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            _finish(self._self_acc, None)
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            _finish(self._self_acc, None)
+
+    def __del__(self) -> None:
+        _finish(self._self_acc, None)

@@ -1,0 +1,204 @@
+"""The one place where a call record becomes span attributes and metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from thinkmeter.instrumentation._tags import current_tag_attributes
+from thinkmeter.pricing import PriceTable
+from thinkmeter.schemas import semconv as sc
+from thinkmeter.schemas.record import CallRecord
+
+
+def record_attributes(record: CallRecord) -> dict[str, Any]:
+    """Span attributes of a finished call: only what has a value, so unknown stays absent."""
+    attrs: dict[str, Any] = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider, sc.REQUEST_STREAM: record.stream}
+    optional = (
+        (sc.REQUEST_MODEL, record.request_model),
+        (sc.REQUEST_MAX_TOKENS, record.max_tokens),
+        (sc.REQUEST_REASONING_LEVEL, record.reasoning_level),
+        (sc.REQUEST_THINKING_BUDGET, record.thinking_budget_tokens),
+        (sc.SERVER_ADDRESS, record.server_address),
+        (sc.SERVER_PORT, record.server_port),
+        (sc.ENGINE, record.engine),
+        (sc.RESPONSE_MODEL, record.response_model),
+        (sc.RESPONSE_ID, record.response_id),
+        (sc.RESPONSE_FINISH_REASONS, record.finish_reasons),
+        (sc.TIME_TO_FIRST_CHUNK, record.time_to_first_chunk),
+        (sc.TIME_TO_FIRST_TOKEN, record.time_to_first_token),
+        (sc.TIME_TO_FIRST_VISIBLE_TOKEN, record.time_to_first_visible_token),
+        (sc.TIME_PER_OUTPUT_TOKEN, record.time_per_output_token),
+        (sc.COST_USD, record.cost_usd),
+        (sc.REASONING_COST_USD, record.reasoning_cost_usd),
+        (sc.COST_SOURCE, record.cost_source),
+        (sc.ERROR_TYPE, record.error_type),
+    )
+    for key, value in optional:
+        if value is not None:
+            attrs[key] = value
+    usage = record.usage
+    counts = (
+        (sc.INPUT_TOKENS, usage.input_tokens),
+        (sc.CACHE_READ_TOKENS, usage.cache_read_tokens),
+        (sc.CACHE_WRITE_TOKENS, usage.cache_write_tokens),
+        (sc.OUTPUT_TOKENS, usage.output_tokens),
+        (sc.REASONING_TOKENS, usage.reasoning_tokens),
+        (sc.VISIBLE_OUTPUT_TOKENS, usage.visible_output_tokens),
+    )
+    for key, value in counts:
+        if value is not None:
+            attrs[key] = value
+    attrs[sc.REASONING_SOURCE] = usage.reasoning_source.value
+    attrs[sc.OUTPUT_SOURCE] = usage.output_source.value
+    return attrs
+
+
+class Telemetry:
+    """Tracer, meter instruments and price table shared by every patched SDK method."""
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None,
+        meter_provider: metrics.MeterProvider | None,
+        prices: PriceTable,
+        capture_content: bool = False,
+    ) -> None:
+        from thinkmeter import __version__
+
+        self.tracer = trace.get_tracer("thinkmeter", __version__, tracer_provider)
+        meter = metrics.get_meter("thinkmeter", __version__, meter_provider)
+        self.prices = prices
+        self.capture_content = capture_content
+        self._token_usage = meter.create_histogram(
+            sc.METRIC_TOKEN_USAGE,
+            unit="{token}",
+            description="Input and output tokens per call (output includes reasoning)",
+            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
+        )
+        self._duration = meter.create_histogram(
+            sc.METRIC_OPERATION_DURATION,
+            unit="s",
+            description="Duration of the LLM call, from the SDK call to its last byte",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        self._time_to_first_chunk = meter.create_histogram(
+            sc.METRIC_TIME_TO_FIRST_CHUNK,
+            unit="s",
+            description="Time from the SDK call to the first streamed chunk",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+
+    def start_span(self, record: CallRecord) -> Span:
+        # Attributes a sampler may look at go in at start; the rest is set once at the end.
+        return self.tracer.start_span(
+            f"{record.operation} {record.request_model}" if record.request_model else record.operation,
+            kind=SpanKind.CLIENT,
+            attributes={sc.OPERATION: record.operation, sc.PROVIDER: record.provider},
+        )
+
+    def finish(self, span: Span, record: CallRecord, duration_s: float, error: BaseException | None) -> None:
+        if error is not None and record.error_type is None:
+            record.error_type = type(error).__qualname__
+        usage = record.usage
+        if record.cost_usd is None:
+            cost = self.prices.cost(record.response_model or record.request_model, usage)
+            if cost is not None:
+                record.cost_usd, record.reasoning_cost_usd = cost.total_usd, cost.reasoning_usd
+                record.cost_source = "price_table"
+            elif usage.output_tokens is not None:
+                record.cost_source = "unknown_price"
+        attrs = record_attributes(record)
+        attrs.update(current_tag_attributes())
+        span.set_attributes(attrs)
+        if record.error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, record.error_type))
+        self._record_metrics(record, duration_s)
+        span.end()
+
+    def _record_metrics(self, record: CallRecord, duration_s: float) -> None:
+        dims: dict[str, Any] = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
+        if record.request_model:
+            dims[sc.REQUEST_MODEL] = record.request_model
+        if record.response_model:
+            dims[sc.RESPONSE_MODEL] = record.response_model
+        if record.error_type:
+            dims[sc.ERROR_TYPE] = record.error_type
+        self._duration.record(duration_s, dims)
+        if record.time_to_first_chunk is not None:
+            self._time_to_first_chunk.record(record.time_to_first_chunk, dims)
+        usage = record.usage
+        if usage.input_tokens is not None:
+            self._token_usage.record(usage.input_tokens, {**dims, sc.TOKEN_TYPE: "input"})
+        if usage.output_tokens is not None:
+            self._token_usage.record(usage.output_tokens, {**dims, sc.TOKEN_TYPE: "output"})
+
+
+class Call:
+    """One traced LLM call: its record, span and time points (perf_counter seconds)."""
+
+    __slots__ = (
+        "telemetry",
+        "record",
+        "span",
+        "started",
+        "first_chunk",
+        "first_token",
+        "first_visible",
+        "last_token",
+        "hide_usage_chunk",
+        "ended",
+    )
+
+    def __init__(self, telemetry: Telemetry, record: CallRecord) -> None:
+        self.telemetry = telemetry
+        self.record = record
+        self.span = telemetry.start_span(record)
+        # Started after the span so the span's own set-up is not billed to the provider.
+        self.started = time.perf_counter()
+        self.first_chunk: float | None = None
+        self.first_token: float | None = None
+        self.first_visible: float | None = None
+        self.last_token: float | None = None
+        # Set when thinkmeter asked a stream for a usage chunk the caller did not ask for.
+        self.hide_usage_chunk = False
+        self.ended = False
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """End the call once; later calls (close after exhaustion, GC after close) do nothing."""
+        if self.ended:
+            return
+        self.ended = True
+        now = time.perf_counter()
+        record = self.record
+        if record.stream:
+            self._set_stream_timings()
+        self.telemetry.finish(self.span, record, now - self.started, error)
+
+    def _set_stream_timings(self) -> None:
+        record, started = self.record, self.started
+        if self.first_chunk is not None:
+            record.time_to_first_chunk = self.first_chunk - started
+        if self.first_token is not None:
+            record.time_to_first_token = self.first_token - started
+        if self.first_visible is not None:
+            record.time_to_first_visible_token = self.first_visible - started
+        # Mean gap between generated tokens after the first, over the tokens this stream showed:
+        # all output when reasoning was streamed, otherwise the visible part only.
+        usage = record.usage
+        reasoning_seen = self.first_token is not None and self.first_token != self.first_visible
+        tokens = usage.output_tokens if reasoning_seen else usage.visible_output_tokens
+        if tokens is not None and tokens > 1 and self.first_token is not None and self.last_token is not None:
+            record.time_per_output_token = (self.last_token - self.first_token) / (tokens - 1)
+
+
+def mark_tokens(call: Call, now: float, visible: bool) -> None:
+    """Note generated tokens (reasoning, or visible when `visible`) arriving in a streamed chunk."""
+    if call.first_token is None:
+        call.first_token = now
+    if visible and call.first_visible is None:
+        call.first_visible = now
+    call.last_token = now

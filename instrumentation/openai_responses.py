@@ -1,0 +1,104 @@
+"""OpenAI Responses: create / parse / stream() / retrieve(stream=True), sync and async."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from thinkmeter.instrumentation._endpoints import EndpointResolver
+from thinkmeter.instrumentation._patch import given
+from thinkmeter.instrumentation._stream import TracedAsyncStream, TracedStream
+from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
+from thinkmeter.instrumentation.openai_chat import deliver_raw, raw_response_mode, start_call
+from thinkmeter.instrumentation.openai_usage import responses_usage
+from thinkmeter.schemas.record import CallRecord
+
+REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
+# Tool-call arguments are generated, non-reasoning output: they count as visible.
+VISIBLE_DELTAS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.custom_tool_call_input.delta",
+    }
+)
+CARRY_RESPONSE = frozenset({"response.created", "response.completed", "response.incomplete", "response.failed"})
+
+
+class ResponsesSurface:
+    def __init__(self, telemetry: Telemetry, resolver: EndpointResolver) -> None:
+        self.telemetry = telemetry
+        self.resolver = resolver
+
+    def begin(self, instance: Any, kwargs: dict[str, Any]) -> Call:
+        reasoning = given(kwargs.get("reasoning")) or {}
+        record = CallRecord(
+            operation="chat",
+            provider="",
+            request_model=given(kwargs.get("model")),
+            stream=bool(given(kwargs.get("stream"))),
+            max_tokens=given(kwargs.get("max_output_tokens")),
+            reasoning_level=reasoning.get("effort") if isinstance(reasoning, dict) else None,
+        )
+        return start_call(self.telemetry, self.resolver, instance, record)
+
+    def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
+        mode = raw_response_mode(kwargs)
+        if mode is not None:
+            return deliver_raw(call, result, mode, read_response)
+        if call.record.stream:
+            accumulator = ResponsesStreamAccumulator(call)
+            return TracedAsyncStream(result, accumulator) if is_async else TracedStream(result, accumulator)
+        read_response(call.record, result)
+        call.finish()
+        return result
+
+
+class ResumedStreamSurface(ResponsesSurface):
+    """`responses.retrieve(id, stream=True)`: resuming a stream by response id. Plain retrieves of a
+    stored response are no new LLM call and stay untraced."""
+
+    def begin(self, instance: Any, kwargs: dict[str, Any]) -> Call | None:
+        if not given(kwargs.get("stream")):
+            return None
+        return start_call(self.telemetry, self.resolver, instance, CallRecord(operation="chat", provider="", stream=True))
+
+
+def read_response(record: CallRecord, response: Any) -> None:
+    record.response_model = response.model
+    record.response_id = response.id
+    incomplete = response.incomplete_details
+    reason = incomplete.reason if incomplete is not None else None
+    if reason or response.status not in (None, "queued", "in_progress"):
+        record.finish_reasons = (reason or response.status,)
+    if response.usage is not None:
+        record.usage = responses_usage(response.usage)
+
+
+class ResponsesStreamAccumulator:
+    __slots__ = ("call", "response")
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.response: Any = None
+
+    def on_item(self, event: Any) -> bool:
+        now = time.perf_counter()
+        call = self.call
+        if call.first_chunk is None:
+            call.first_chunk = now
+        kind = event.type
+        if kind in VISIBLE_DELTAS:
+            if event.delta:
+                mark_tokens(call, now, visible=True)
+        elif kind in REASONING_DELTAS:
+            if event.delta:
+                mark_tokens(call, now, visible=False)
+        elif kind in CARRY_RESPONSE:
+            self.response = event.response
+        return False
+
+    def on_end(self) -> None:
+        if self.response is not None:
+            read_response(self.call.record, self.response)

@@ -1,0 +1,74 @@
+"""Span attribute and metric names: the contract between instrumentation, storage and dashboards.
+
+GenAI names follow the OTel GenAI semantic conventions (v1.41.1, the last release that carries them;
+`gen_ai.usage.cache_creation.input_tokens` is the released spelling of the cache-write count).
+`thinkmeter.*` names cover what the conventions have no name for.
+"""
+
+from typing import Final
+
+# Request
+OPERATION: Final = "gen_ai.operation.name"
+PROVIDER: Final = "gen_ai.provider.name"
+REQUEST_MODEL: Final = "gen_ai.request.model"
+REQUEST_STREAM: Final = "gen_ai.request.stream"
+REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+REQUEST_REASONING_LEVEL: Final = "gen_ai.request.reasoning.level"
+REQUEST_THINKING_BUDGET: Final = "thinkmeter.request.thinking_budget_tokens"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+ENGINE: Final = "thinkmeter.engine"
+
+# Response
+RESPONSE_MODEL: Final = "gen_ai.response.model"
+RESPONSE_ID: Final = "gen_ai.response.id"
+RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+
+# Usage: input includes cached tokens; reasoning is a subset of output.
+INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+CACHE_READ_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+CACHE_WRITE_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+REASONING_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+VISIBLE_OUTPUT_TOKENS: Final = "thinkmeter.usage.visible_output_tokens"
+REASONING_SOURCE: Final = "thinkmeter.usage.reasoning.source"
+OUTPUT_SOURCE: Final = "thinkmeter.usage.output.source"
+
+# Timings, seconds from the start of the SDK call
+TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+TIME_TO_FIRST_TOKEN: Final = "thinkmeter.latency.time_to_first_token"
+TIME_TO_FIRST_VISIBLE_TOKEN: Final = "thinkmeter.latency.time_to_first_visible_token"
+TIME_PER_OUTPUT_TOKEN: Final = "thinkmeter.latency.time_per_output_token"
+
+# Cost, USD; absent when the price is unknown
+COST_USD: Final = "thinkmeter.cost.usd"
+REASONING_COST_USD: Final = "thinkmeter.cost.reasoning_usd"
+COST_SOURCE: Final = "thinkmeter.cost.source"
+
+# Attribution from thinkmeter.tags(...)
+TENANT: Final = "thinkmeter.tenant"
+USER: Final = "thinkmeter.user"
+SESSION: Final = "thinkmeter.session"
+FEATURE: Final = "thinkmeter.feature"
+TASK_CLASS: Final = "thinkmeter.task_class"
+TAG_ATTRIBUTES: Final = {
+    "tenant": TENANT,
+    "user": USER,
+    "session": SESSION,
+    "feature": FEATURE,
+    "task_class": TASK_CLASS,
+}
+
+ERROR_TYPE: Final = "error.type"
+
+# Opt-in content capture
+INPUT_MESSAGES: Final = "gen_ai.input.messages"
+OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+
+# Metrics (released GenAI semconv names) and their advisory bucket boundaries
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
+TOKEN_TYPE: Final = "gen_ai.token.type"
+TOKEN_BUCKETS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)

@@ -1,0 +1,140 @@
+"""thinkmeter: the hidden cost of reasoning models, as OpenTelemetry spans in ClickHouse.
+
+    import thinkmeter
+    thinkmeter.instrument()
+
+Every call of the installed LLM SDKs then becomes a span with reasoning and visible tokens, cost, time
+to first token and time to first visible token; see README.md for the attribute contract.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from thinkmeter.instrumentation._tags import tags
+
+__version__ = "0.1.0"
+__all__ = ["instrument", "uninstrument", "flush", "tags", "__version__"]
+
+logger = logging.getLogger("thinkmeter")
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.patcher: Any = None
+        self.processor: Any = None
+        self.instrumented: list[str] = []
+
+
+_state = _State()
+
+
+def instrument(
+    *,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    exporter: str | None = None,
+    clickhouse_url: str | None = None,
+    data_dir: str | Path | None = None,
+    price_file: str | Path | None = None,
+    capture_content: bool | None = None,
+    providers: dict[str, str] | None = None,
+) -> list[str]:
+    """Trace every call of the installed LLM SDKs; returns the SDKs it patched.
+
+    Safe to call twice (the second call does nothing) and offline: nothing touches the network or
+    the store until spans are exported in the background. Without `tracer_provider` it uses the
+    global one, creating an SDK TracerProvider (honouring OTEL_SERVICE_NAME) only if none is set.
+    `exporter`: "clickhouse" (default: embedded chDB under data_dir, or `clickhouse_url`),
+    "otlp" (OTEL_EXPORTER_OTLP_* variables) or "none" (your provider exports).
+    `providers` maps "host" or "host:port" of a base URL to a provider name (e.g. {"gpu-box:8000": "vllm"}).
+    """
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        logger.info("thinkmeter: OTEL_SDK_DISABLED=true, not instrumenting")
+        return []
+    with _state.lock:
+        if _state.patcher is not None:
+            return list(_state.instrumented)
+        try:
+            return _instrument_locked(
+                tracer_provider,
+                meter_provider,
+                exporter=exporter,
+                clickhouse_url=clickhouse_url,
+                data_dir=Path(data_dir) if data_dir is not None else None,
+                price_file=Path(price_file) if price_file is not None else None,
+                capture_content=capture_content,
+                providers=providers,
+            )
+        except Exception as error:
+            # A configuration mistake must not take the application down: say it once, run untraced.
+            logger.error("thinkmeter: not instrumenting: %s", error)
+            return []
+
+
+def _instrument_locked(tracer_provider: Any, meter_provider: Any, **options: Any) -> list[str]:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import ProxyTracerProvider
+
+    from thinkmeter.config import Settings
+    from thinkmeter.instrumentation import instrument_installed
+    from thinkmeter.instrumentation._endpoints import EndpointResolver
+    from thinkmeter.instrumentation._patch import Patcher
+    from thinkmeter.instrumentation._telemetry import Telemetry
+    from thinkmeter.pricing import PriceTable
+
+    settings = Settings.from_env(**options)
+    if tracer_provider is None:
+        tracer_provider = trace.get_tracer_provider()
+        if isinstance(tracer_provider, ProxyTracerProvider):  # nobody set one: ours becomes global
+            tracer_provider = TracerProvider()
+            trace.set_tracer_provider(tracer_provider)
+    if settings.exporter != "none":
+        from thinkmeter.export import build_span_processor
+
+        if not hasattr(tracer_provider, "add_span_processor"):
+            raise ValueError(
+                f"the tracer provider {type(tracer_provider).__name__} takes no span processors; "
+                "pass exporter='none' and export with it, or pass an SDK TracerProvider"
+            )
+        processor = build_span_processor(settings)
+        tracer_provider.add_span_processor(processor)
+        _state.processor = processor
+        atexit.register(flush)
+    telemetry = Telemetry(
+        tracer_provider,
+        meter_provider,
+        PriceTable.load(settings.price_file),
+        capture_content=settings.capture_content,
+    )
+    patcher = Patcher()
+    _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
+    _state.patcher = patcher
+    return list(_state.instrumented)
+
+
+def uninstrument() -> None:
+    """Remove every patch and flush what is pending; `instrument()` may be called again after."""
+    with _state.lock:
+        if _state.patcher is not None:
+            _state.patcher.unwrap_all()
+            _state.patcher = None
+            _state.instrumented = []
+        processor, _state.processor = _state.processor, None
+    if processor is not None:
+        processor.shutdown()
+
+
+def flush(timeout_s: float = 10.0) -> bool:
+    """Export every finished span now (bounded by timeout_s); True when all were written."""
+    processor = _state.processor
+    if processor is None:
+        return True
+    return bool(processor.force_flush(int(timeout_s * 1000)))
