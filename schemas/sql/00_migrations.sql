@@ -1,5 +1,5 @@
 -- Which schema files have been applied to this database (written by `thinkmeter schema apply`).
-CREATE TABLE IF NOT EXISTS {{database}}.thinkmeter_schema_migrations {{on_cluster}} (
+CREATE TABLE IF NOT EXISTS {{database}}.thinkmeter_schema_migrations {{on_cluster}}(
     name String,
     version UInt32,
     checksum String,

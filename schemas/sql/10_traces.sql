@@ -1,7 +1,7 @@
 -- otel_traces exactly as the OTel Collector clickhouseexporter creates it (newest template, bloom_filter
 -- branch), so the collector and thinkmeter's own exporter write into the same table. One addition: a
 -- deduplication window, so a batch re-inserted with the same insert_deduplication_token is stored once.
-CREATE TABLE IF NOT EXISTS {{database}}.otel_traces {{on_cluster}} (
+CREATE TABLE IF NOT EXISTS {{database}}.otel_traces {{on_cluster}}(
     Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
     TraceId String CODEC(ZSTD(1)),
     SpanId String CODEC(ZSTD(1)),
@@ -45,7 +45,7 @@ ORDER BY (ServiceName, SpanName, toDateTime(Timestamp), Timestamp)
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, {{dedup_window}};
 
 -- Trace id -> time range, which Grafana's trace view reads before it scans otel_traces.
-CREATE TABLE IF NOT EXISTS {{database}}.otel_traces_trace_id_ts {{on_cluster}} (
+CREATE TABLE IF NOT EXISTS {{database}}.otel_traces_trace_id_ts {{on_cluster}}(
     TraceId String CODEC(ZSTD(1)),
     Start SimpleAggregateFunction(min, DateTime) CODEC(ZSTD(1)),
     End SimpleAggregateFunction(max, DateTime) CODEC(ZSTD(1))

@@ -1,7 +1,7 @@
 -- One typed row per LLM call span, so dashboards never parse attribute strings. Counts, timings and
 -- costs are Nullable: NULL means nobody reported it (never 0). Filled from otel_traces by llm_calls_mv,
 -- which works the same for spans from thinkmeter's exporter and from an OTel Collector.
-CREATE TABLE IF NOT EXISTS {{database}}.llm_calls {{on_cluster}} (
+CREATE TABLE IF NOT EXISTS {{database}}.llm_calls {{on_cluster}}(
     Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
     TraceId String CODEC(ZSTD(1)),
     SpanId String CODEC(ZSTD(1)),

@@ -3,7 +3,7 @@
 -- Quantile states keep p50/p90/p95/p99 mergeable across hours:
 --   quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(ttft_s_q)[3] is the p95 TTFT of the selected rows.
 -- No TTL: the rollup is what remains once the raw rows have expired.
-CREATE TABLE IF NOT EXISTS {{database}}.llm_calls_hourly {{on_cluster}} (
+CREATE TABLE IF NOT EXISTS {{database}}.llm_calls_hourly {{on_cluster}}(
     hour DateTime,
     ServiceName LowCardinality(String),
     provider LowCardinality(String),

@@ -46,15 +46,19 @@ class Request:
     body: bytes
     options: SimOptions
     params: dict[str, str] = field(default_factory=dict)  # named groups of the route's path pattern
+    _json: dict[str, Any] | None = None
 
     def json(self) -> dict[str, Any]:
-        try:
-            value = json.loads(self.body or b"{}")
-        except ValueError as exc:
-            raise BadRequest(f"request body is not JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise BadRequest("request body must be a JSON object")
-        return value
+        """The body as a JSON object, parsed once."""
+        if self._json is None:
+            try:
+                value = json.loads(self.body or b"{}")
+            except ValueError as exc:
+                raise BadRequest(f"request body is not JSON: {exc}") from None
+            if not isinstance(value, dict):
+                raise BadRequest("request body must be a JSON object")
+            self._json = value
+        return self._json
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +141,11 @@ class Route:
     id_prefix: str = ""
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one instance: json.dumps rebuilds it per call
+
+
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def sse(data: Any, event: str | None = None) -> bytes:

@@ -1,0 +1,474 @@
+"""Scrape inference-engine servers into one normalized snapshot per server.
+
+vLLM, SGLang, TGI and llama.cpp expose Prometheus `/metrics`; llama.cpp's KV state is read from `/slots`
+and Ollama's loaded models from `/api/ps`. Engine metric names changed across releases, so each quantity
+lists its names newest first and the first one present wins.
+
+Counters and histograms become deltas between two scrapes (a value that went down means the server
+restarted: the new value is what was counted since). A quantity the engine does not expose, or that
+needs two scrapes, is None, never 0.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from thinkmeter.collectors import prometheus_text
+from thinkmeter.collectors.prometheus_text import Exposition
+
+ENGINES = ("vllm", "sglang", "tgi", "llamacpp", "ollama")
+_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+class ScrapeError(Exception):
+    """The server could not be read: unreachable, an HTTP error, or not what the engine serves."""
+
+
+@dataclass(frozen=True)
+class HistogramDelta:
+    """Observations between two scrapes: per-bucket counts, the last one above bounds[-1]."""
+
+    bounds: tuple[float, ...]
+    bucket_counts: tuple[int, ...]
+    count: int
+    sum: float
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model an Ollama server holds in memory (`/api/ps`)."""
+
+    name: str
+    size_bytes: int | None
+    vram_bytes: int | None
+    context_length: int | None
+
+
+@dataclass(frozen=True)
+class EngineSnapshot:
+    engine: str
+    url: str
+    server_address: str
+    server_port: int | None
+    model: str | None
+    time_unix_nano: int
+    # Start of the interval the deltas cover (the previous successful scrape); None on the first scrape.
+    interval_start_unix_nano: int | None = None
+    kv_cache_usage: float | None = None  # 0-1 fraction of the KV pool held by running requests
+    kv_cache_capacity_tokens: int | None = None
+    requests_running: int | None = None
+    requests_waiting: int | None = None
+    preemptions: float | None = None  # preemptions during the interval
+    prefix_cache_hit_rate: float | None = None  # cached / queried prompt tokens during the interval
+    generation_tokens_rate: float | None = None  # generated tokens per second over the interval
+    time_to_first_token: HistogramDelta | None = None
+    inter_token_latency: HistogramDelta | None = None
+    loaded_models: tuple[LoadedModel, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Names:
+    """Where one engine keeps each quantity; each tuple lists metric names newest first."""
+
+    prefix: str
+    kv_usage: tuple[str, ...] = ()
+    running: tuple[str, ...] = ()
+    waiting: tuple[str, ...] = ()
+    preemptions: tuple[str, ...] = ()
+    generation_tokens: tuple[str, ...] = ()
+    prefix_hits: tuple[str, ...] = ()
+    prefix_queries: tuple[str, ...] = ()
+    # llama.cpp counts processed (uncached) prompt tokens, so queries = hits + that counter.
+    prefix_queries_exclude_hits: bool = False
+    prefix_hit_rate_gauge: tuple[str, ...] = ()
+    ttft: tuple[str, ...] = ()
+    itl: tuple[str, ...] = ()
+
+
+_PROMETHEUS_ENGINES: dict[str, _Names] = {
+    "vllm": _Names(
+        prefix="vllm:",
+        kv_usage=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+        running=("vllm:num_requests_running",),
+        waiting=("vllm:num_requests_waiting",),
+        preemptions=("vllm:num_preemptions_total",),
+        generation_tokens=("vllm:generation_tokens_total",),
+        prefix_hits=("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"),
+        prefix_queries=("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"),
+        prefix_hit_rate_gauge=("vllm:gpu_prefix_cache_hit_rate",),
+        ttft=("vllm:time_to_first_token_seconds",),
+        itl=("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
+    ),
+    "sglang": _Names(
+        prefix="sglang:",
+        kv_usage=("sglang:token_usage",),
+        running=("sglang:num_running_reqs",),
+        waiting=("sglang:num_queue_reqs",),
+        generation_tokens=("sglang:generation_tokens_total",),
+        prefix_hits=("sglang:cached_tokens_total",),
+        prefix_queries=("sglang:prompt_tokens_total",),
+        prefix_hit_rate_gauge=("sglang:cache_hit_rate",),
+        ttft=("sglang:time_to_first_token_seconds",),
+        itl=("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds"),
+    ),
+    # TGI has neither a KV gauge nor a TTFT histogram; its generated-token histogram's _sum is a counter.
+    "tgi": _Names(
+        prefix="tgi_",
+        running=("tgi_batch_current_size",),
+        waiting=("tgi_queue_size",),
+        generation_tokens=("tgi_request_generated_tokens_sum",),
+        itl=("tgi_request_mean_time_per_token_duration",),
+    ),
+    # kv_cache_usage_ratio exists only in older llama.cpp builds; newer ones need /slots.
+    "llamacpp": _Names(
+        prefix="llamacpp:",
+        kv_usage=("llamacpp:kv_cache_usage_ratio",),
+        running=("llamacpp:requests_processing",),
+        waiting=("llamacpp:requests_deferred",),
+        generation_tokens=("llamacpp:tokens_predicted_total",),
+        prefix_hits=("llamacpp:prompt_tokens_cached_total",),
+        prefix_queries=("llamacpp:prompt_tokens_total",),
+        prefix_queries_exclude_hits=True,
+    ),
+}
+
+
+class EngineScraper:
+    """Reads one engine server; `scrape()` returns its current snapshot or raises ScrapeError."""
+
+    def __init__(
+        self,
+        url: str,
+        engine: str | None = None,
+        model: str | None = None,
+        interval_s: float = 5.0,
+        timeout_s: float = 2.0,
+    ) -> None:
+        if engine is not None and engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)} or leave it out to detect it")
+        self.base_url = _base_url(url)
+        parts = urlsplit(self.base_url)
+        if not parts.hostname:
+            raise ValueError(f"engine URL {url!r} has no host; give it as http://HOST:PORT")
+        self.server_address = parts.hostname
+        self.server_port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.engine = engine
+        self.model = model
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self._previous_time_ns: int | None = None
+        self._previous_monotonic: float | None = None
+        self._counters: dict[str, float] = {}
+        self._histograms: dict[str, prometheus_text.Histogram] = {}
+        # No proxies: engines sit on the local network, and a proxy from the environment would only get in the way.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def scrape(self) -> EngineSnapshot:
+        now_ns = time.time_ns()
+        monotonic = time.monotonic()
+        if self.engine is None:
+            self.engine = self._detect()
+        if self.engine == "ollama":
+            snapshot = self._ollama(now_ns)
+        else:
+            snapshot = self._prometheus(self.engine, now_ns, monotonic)
+        self._previous_time_ns = now_ns
+        self._previous_monotonic = monotonic
+        return snapshot
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def _get(self, path: str) -> str:
+        url = self.base_url + path
+        try:
+            with self._opener.open(url, timeout=self.timeout_s) as response:
+                body = response.read(_MAX_BODY_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            raise ScrapeError(f"{url} answered HTTP {exc.code}") from None
+        except (OSError, ValueError) as exc:  # refused, timed out, reset, bad URL
+            raise ScrapeError(f"cannot reach {url}: {exc}") from None
+        if len(body) > _MAX_BODY_BYTES:
+            raise ScrapeError(f"{url} sent more than {_MAX_BODY_BYTES} bytes; is this a metrics endpoint?")
+        return body.decode("utf-8", errors="replace")
+
+    def _get_json(self, path: str) -> Any:
+        text = self._get(path)
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ScrapeError(f"{self.base_url + path} did not return JSON") from None
+
+    def _metrics(self) -> Exposition:
+        exposition = prometheus_text.parse(self._get("/metrics"))
+        if not len(exposition):
+            raise ScrapeError(f"{self.base_url}/metrics returned no Prometheus samples")
+        return exposition
+
+    def _detect(self) -> str:
+        try:
+            exposition = self._metrics()
+        except ScrapeError as metrics_error:
+            try:
+                payload = self._get_json("/api/ps")
+            except ScrapeError:
+                raise metrics_error from None
+            if isinstance(payload, dict) and isinstance(payload.get("models"), list):
+                return "ollama"
+            raise metrics_error from None
+        for engine, names in _PROMETHEUS_ENGINES.items():
+            if any(name.startswith(names.prefix) for name in exposition.samples):
+                return engine
+        raise ScrapeError(
+            f"{self.base_url}/metrics has no vllm:, sglang:, tgi_ or llamacpp: metrics; pass the engine explicitly"
+        )
+
+    # --- Prometheus engines ------------------------------------------------------------------------
+
+    def _prometheus(self, engine: str, now_ns: int, monotonic: float) -> EngineSnapshot:
+        names = _PROMETHEUS_ENGINES[engine]
+        slots = None
+        if engine == "llamacpp":
+            slots, exposition = self._llamacpp_sources()
+        else:
+            exposition = self._metrics()
+        elapsed = None if self._previous_monotonic is None else monotonic - self._previous_monotonic
+
+        kv_usage = _mean(exposition, names.kv_usage)
+        running = _total(exposition, names.running)
+        waiting = _total(exposition, names.waiting)
+        capacity = _vllm_capacity(exposition) if engine == "vllm" else None
+        if slots is not None:
+            slot_running, slot_usage, slot_capacity = slots
+            running = running if running is not None else slot_running
+            kv_usage = kv_usage if kv_usage is not None else slot_usage
+            capacity = capacity if capacity is not None else slot_capacity
+
+        preemptions = self._counter_delta(exposition, names.preemptions)
+        generated = self._counter_delta(exposition, names.generation_tokens)
+        hit_rate = self._prefix_hit_rate(exposition, names)
+
+        return EngineSnapshot(
+            engine=engine,
+            url=self.base_url,
+            server_address=self.server_address,
+            server_port=self.server_port,
+            model=self.model or _reported_model(exposition),
+            time_unix_nano=now_ns,
+            interval_start_unix_nano=self._previous_time_ns,
+            kv_cache_usage=kv_usage,
+            kv_cache_capacity_tokens=capacity,
+            requests_running=None if running is None else round(running),
+            requests_waiting=None if waiting is None else round(waiting),
+            preemptions=preemptions,
+            prefix_cache_hit_rate=hit_rate,
+            generation_tokens_rate=generated / elapsed if generated is not None and elapsed else None,
+            time_to_first_token=self._histogram_delta(exposition, names.ttft),
+            inter_token_latency=self._histogram_delta(exposition, names.itl),
+        )
+
+    def _llamacpp_sources(self) -> tuple[tuple[int, float | None, int | None] | None, Exposition]:
+        """/metrics (needs --metrics) and /slots (off with --no-slots): either one is enough."""
+        errors = []
+        try:
+            exposition = self._metrics()
+        except ScrapeError as exc:
+            errors.append(exc)
+            exposition = Exposition()
+        try:
+            slots = _llamacpp_slots(self._get_json("/slots"))
+        except ScrapeError as exc:
+            errors.append(exc)
+            slots = None
+        if len(errors) == 2:
+            raise ScrapeError(f"{errors[0]}; {errors[1]}")
+        return slots, exposition
+
+    def _prefix_hit_rate(self, exposition: Exposition, names: _Names) -> float | None:
+        """From the hit and query counters when the engine has them (None for an interval without
+        queries), else from the engine's own hit-rate gauge (vLLM v0)."""
+        if not (_first_series(exposition, names.prefix_hits) and _first_series(exposition, names.prefix_queries)):
+            return _mean(exposition, names.prefix_hit_rate_gauge)
+        hits = self._counter_delta(exposition, names.prefix_hits)
+        queries = self._counter_delta(exposition, names.prefix_queries)
+        if hits is None or queries is None:
+            return None
+        if names.prefix_queries_exclude_hits:
+            queries += hits
+        return hits / queries if queries > 0 else None
+
+    def _counter_delta(self, exposition: Exposition, names: tuple[str, ...]) -> float | None:
+        for name in names:
+            series = exposition.series(name)
+            if series:
+                return self._delta(name, sum(s.value for s in series))
+        return None
+
+    def _delta(self, key: str, value: float) -> float | None:
+        previous = self._counters.get(key)
+        self._counters[key] = value
+        if previous is None:
+            return None
+        return value - previous if value >= previous else value  # lower than before: the server restarted
+
+    def _histogram_delta(self, exposition: Exposition, names: tuple[str, ...]) -> HistogramDelta | None:
+        for name in names:
+            current = _summed_histogram(exposition.histograms(name))
+            if current is None:
+                continue
+            previous = self._histograms.get(name)
+            self._histograms[name] = current
+            if previous is None:
+                return None
+            return _histogram_difference(previous, current)
+        return None
+
+    # --- Ollama ------------------------------------------------------------------------------------
+
+    def _ollama(self, now_ns: int) -> EngineSnapshot:
+        payload = self._get_json("/api/ps")
+        entries = payload.get("models") if isinstance(payload, dict) else None
+        if not isinstance(entries, list):
+            raise ScrapeError(f"{self.base_url}/api/ps has no models list; is this an Ollama server?")
+        models = tuple(
+            LoadedModel(
+                name=str(entry.get("name") or entry.get("model") or ""),
+                size_bytes=_int_or_none(entry.get("size")),
+                vram_bytes=_int_or_none(entry.get("size_vram")),
+                context_length=_int_or_none(entry.get("context_length")),
+            )
+            for entry in entries
+            if isinstance(entry, dict)
+        )
+        names = sorted({m.name for m in models if m.name})
+        return EngineSnapshot(
+            engine="ollama",
+            url=self.base_url,
+            server_address=self.server_address,
+            server_port=self.server_port,
+            model=self.model or (",".join(names) if names else None),
+            time_unix_nano=now_ns,
+            interval_start_unix_nano=self._previous_time_ns,
+            loaded_models=models,
+        )
+
+
+def _base_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    for suffix in ("/metrics", "/v1"):
+        if url.endswith(suffix):
+            url = url[: -len(suffix)]
+    return url
+
+
+def _first_series(exposition: Exposition, names: tuple[str, ...]) -> list[prometheus_text.Sample]:
+    for name in names:
+        series = exposition.series(name)
+        if series:
+            return series
+    return []
+
+
+def _total(exposition: Exposition, names: tuple[str, ...]) -> float | None:
+    """Sum over series: data-parallel ranks each report their own requests."""
+    series = _first_series(exposition, names)
+    return sum(s.value for s in series) if series else None
+
+
+def _mean(exposition: Exposition, names: tuple[str, ...]) -> float | None:
+    """Mean over series: data-parallel ranks each report the usage of an equally sized pool."""
+    series = _first_series(exposition, names)
+    return sum(s.value for s in series) / len(series) if series else None
+
+
+def _reported_model(exposition: Exposition) -> str | None:
+    models = {
+        sample.labels["model_name"]
+        for series in exposition.samples.values()
+        for sample in series
+        if "model_name" in sample.labels
+    }
+    return ",".join(sorted(models)) if models else None
+
+
+def _vllm_capacity(exposition: Exposition) -> int | None:
+    """KV capacity in tokens = num_gpu_blocks x block_size, summed over data-parallel engines."""
+    total = 0
+    for sample in exposition.series("vllm:cache_config_info"):
+        try:
+            total += int(sample.labels["num_gpu_blocks"]) * int(sample.labels["block_size"])
+        except (KeyError, ValueError):  # "None" before the engine has profiled its memory
+            return None
+    return total or None
+
+
+def _llamacpp_slots(payload: Any) -> tuple[int, float | None, int | None]:
+    """Running requests, KV usage and capacity from llama.cpp `/slots`.
+
+    A slot's `n_prompt_tokens` is what it holds in the KV cache (prompt plus generated tokens). Usage and
+    capacity are exact only for a single slot: with several, `n_ctx` is per slot, or the whole pool when
+    the slots share a unified cache, and `/slots` does not say which.
+    """
+    if not isinstance(payload, list) or not all(isinstance(slot, dict) for slot in payload):
+        raise ScrapeError("llama.cpp /slots did not return a list of slots")
+    busy = [slot for slot in payload if slot.get("is_processing") or slot.get("state", 0) != 0]
+    if len(payload) != 1:
+        return len(busy), None, None
+    slot = payload[0]
+    n_ctx = _int_or_none(slot.get("n_ctx"))
+    tokens = _int_or_none(slot.get("n_prompt_tokens"))
+    if not n_ctx:
+        return len(busy), None, None
+    if not busy:
+        return 0, 0.0, n_ctx
+    return len(busy), (None if tokens is None else min(tokens / n_ctx, 1.0)), n_ctx
+
+
+def _summed_histogram(series: list[prometheus_text.Histogram]) -> prometheus_text.Histogram | None:
+    """One histogram for the server: series with the same buckets (data-parallel ranks) added up."""
+    if not series:
+        return None
+    bounds = series[0].bounds
+    same = [h for h in series if h.bounds == bounds]
+    return prometheus_text.Histogram(
+        labels={},
+        bounds=bounds,
+        cumulative_counts=tuple(map(sum, zip(*(h.cumulative_counts for h in same)))),
+        count=sum(h.count for h in same),
+        sum=sum(h.sum for h in same),
+    )
+
+
+def _histogram_difference(
+    previous: prometheus_text.Histogram, current: prometheus_text.Histogram
+) -> HistogramDelta | None:
+    cumulative = current.cumulative_counts
+    count, total = current.count, current.sum
+    if previous.bounds == current.bounds and current.count >= previous.count:
+        diff = tuple(c - p for c, p in zip(current.cumulative_counts, previous.cumulative_counts))
+        if all(d >= 0 for d in diff):
+            cumulative, count, total = diff, current.count - previous.count, current.sum - previous.sum
+    # Otherwise the server restarted (or changed its buckets): the current values are the new interval.
+    per_bucket = []
+    below = 0.0
+    for value in (*cumulative, count):
+        per_bucket.append(round(value - below))
+        below = value
+    if any(n < 0 for n in per_bucket):
+        return None  # buckets that shrink as they widen: not a histogram we can trust
+    return HistogramDelta(bounds=current.bounds, bucket_counts=tuple(per_bucket), count=round(count), sum=total)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    return None

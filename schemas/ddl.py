@@ -1,0 +1,133 @@
+"""Render the DDL in schemas/sql/ for one store: target database, optional cluster, optional TTL.
+
+The files are applied in name order; each holds `;`-terminated statements with these placeholders:
+  {{database}}             the target database
+  {{on_cluster}}           `ON CLUSTER <name> ` on a cluster, else nothing
+  {{engine:<Family>}}      `<Family>()`, or `Replicated<Family>(<path>, '{replica}')` on a cluster
+  {{ttl:<time expr>}}      `TTL <time expr> + toIntervalDay(<days>)` when a TTL is asked for
+  {{dedup_window}}         the table setting that makes inserts with insert_deduplication_token idempotent
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+SQL_DIR = Path(__file__).with_name("sql")
+# {shard}, {replica} are server macros; {database} and {table} are expanded by ClickHouse itself.
+REPLICATED_ARGS = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
+# Blocks remembered per table for insert deduplication. Every spool batch is one block per table (per
+# partition), and leftover batches are re-ingested at the next flush of any process, long before
+# 10 000 newer batches arrive. Replicated tables also forget hashes after a week.
+DEDUP_WINDOW = 10_000
+REPLICATED_DEDUP_SECONDS = 7 * 24 * 3600
+
+_PLACEHOLDER = re.compile(r"\{\{(\w+)(?::([^}]*))?\}\}")
+_PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
+_TTL_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS \{\{database\}\}\.(\w+)[^;]*?\{\{ttl:([^}]*)\}\}")
+
+
+@dataclass(frozen=True)
+class SchemaFile:
+    name: str  # e.g. "20_llm_calls.sql"
+    version: int  # the numeric prefix of the name
+    checksum: str  # sha256 of the template, so a changed file can be told from an applied one
+    statements: tuple[str, ...]
+
+
+def quote_identifier(name: str) -> str:
+    if _PLAIN_IDENTIFIER.fullmatch(name):
+        return name
+    if not name or "`" in name or "\\" in name:
+        raise ValueError(f"invalid ClickHouse identifier {name!r}: use letters, digits, '_' or '-'")
+    return f"`{name}`"
+
+
+def _renderer(cluster: str | None, database: str, ttl_days: int | None):
+    if ttl_days is not None and ttl_days <= 0:
+        raise ValueError(f"ttl_days must be a positive number of days, got {ttl_days}")
+    db = quote_identifier(database)
+    on_cluster = f"ON CLUSTER {quote_identifier(cluster)} " if cluster else ""
+    if cluster:
+        dedup = (
+            f"replicated_deduplication_window = {DEDUP_WINDOW}, "
+            f"replicated_deduplication_window_seconds = {REPLICATED_DEDUP_SECONDS}"
+        )
+    else:
+        dedup = f"non_replicated_deduplication_window = {DEDUP_WINDOW}"
+
+    def substitute(match: re.Match[str]) -> str:
+        key, arg = match.group(1), match.group(2)
+        if key == "database":
+            return db
+        if key == "on_cluster":
+            return on_cluster
+        if key == "dedup_window":
+            return dedup
+        if key == "engine" and arg:
+            return f"Replicated{arg}({REPLICATED_ARGS})" if cluster else f"{arg}()"
+        if key == "ttl" and arg:
+            return f"TTL {arg} + toIntervalDay({ttl_days})" if ttl_days else ""
+        raise ValueError(f"unknown placeholder {match.group(0)} in schema SQL")
+
+    return substitute
+
+
+def _split_statements(text: str) -> list[str]:
+    statements = []
+    for chunk in _STATEMENT_END.split(text):
+        lines = [line.rstrip() for line in chunk.splitlines()]
+        code = [line for line in lines if line.strip() and not line.lstrip().startswith("--")]
+        if code:
+            statements.append("\n".join(line for line in lines if line.strip()))
+    return statements
+
+
+def schema_files(
+    cluster: str | None = None, database: str = "default", ttl_days: int | None = None
+) -> list[SchemaFile]:
+    substitute = _renderer(cluster, database, ttl_days)
+    files = []
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        template = path.read_text(encoding="utf-8")
+        prefix = path.name.split("_", 1)[0]
+        if not prefix.isdigit():
+            raise ValueError(f"schema file {path.name} must start with a number, e.g. 40_{path.name}")
+        files.append(
+            SchemaFile(
+                name=path.name,
+                version=int(prefix),
+                checksum=hashlib.sha256(template.encode()).hexdigest(),
+                statements=tuple(_split_statements(_PLACEHOLDER.sub(substitute, template))),
+            )
+        )
+    return files
+
+
+def render(
+    cluster: str | None = None, database: str = "default", ttl_days: int | None = None
+) -> list[tuple[str, str]]:
+    """(file name, statement) pairs in apply order, one statement each (for clickhouse-connect command())."""
+    return [(f.name, s) for f in schema_files(cluster, database, ttl_days) for s in f.statements]
+
+
+def ttl_statements(
+    cluster: str | None = None, database: str = "default", ttl_days: int = 30
+) -> list[tuple[str, str]]:
+    """(table, ALTER ... MODIFY TTL) for every table that takes a TTL: sets it on tables created without one."""
+    _renderer(cluster, database, ttl_days)  # validates the arguments
+    on_cluster = f"ON CLUSTER {quote_identifier(cluster)} " if cluster else ""
+    statements = []
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        for table, time_expr in _TTL_TABLE.findall(path.read_text(encoding="utf-8")):
+            statements.append(
+                (
+                    table,
+                    f"ALTER TABLE {quote_identifier(database)}.{table} {on_cluster}"
+                    f"MODIFY TTL {time_expr} + toIntervalDay({ttl_days})",
+                )
+            )
+    return statements

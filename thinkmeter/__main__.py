@@ -1,0 +1,3 @@
+import sys
+from thinkmeter.cli import main
+sys.exit(main())

@@ -1,0 +1,377 @@
+"""The span path: finished spans -> column-oriented otel_traces rows -> ClickHouse or the embedded store.
+
+The caller's thread only appends the finished span to a bounded queue. A daemon thread turns queued
+spans into otel_traces columns, encoded exactly as the OTel Collector's clickhouseexporter does, and
+either inserts them into a server (spooling the batch when that fails) or spools them and ingests
+the spool into the embedded store whenever no other process holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from thinkmeter.config import Settings
+from thinkmeter.spool import TRACE_COLUMN_NAMES, ingest_spool, insert_batch, new_batch_id, pending_batches, write_batch
+from thinkmeter.store import StoreBusy, ensure_schema, open_client, store_database, store_label, store_session
+
+log = logging.getLogger(__name__)
+
+_SHUTDOWN_JOIN_S = 30.0
+_EXPONENT_ZERO = re.compile(r"e([+-])0(\d)")
+
+# ------------------------------------------------------------------------------------ attribute encoding
+
+
+def _format_double(value: float) -> str:
+    """Go pdata Value.AsString for doubles: shortest digits, ES6 number layout (1.0 -> "1", 1e-7 -> "1e-7")."""
+    if math.isnan(value) or math.isinf(value):
+        return f"json: unsupported value: {'NaN' if math.isnan(value) else ('+Inf' if value > 0 else '-Inf')}"
+    magnitude = abs(value)
+    if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
+        return _EXPONENT_ZERO.sub(r"e\1\2", f"{value!r}")
+    text = repr(value)
+    if "e" in text:
+        text = format(Decimal(text), "f")
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _json_element(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _format_double(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def attribute_value(value: Any) -> str:
+    """One attribute value as the collector stores it: bool "true"/"false", numbers as text, lists as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _format_double(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_json_element(item) for item in value) + "]"
+    return str(value)
+
+
+def encode_attributes(attributes: Mapping[str, Any] | None) -> dict[str, str]:
+    if not attributes:
+        return {}
+    return {key: attribute_value(value) for key, value in attributes.items()}
+
+
+# -------------------------------------------------------------------------------------- span -> columns
+
+
+def spans_to_columns(spans: Iterable[ReadableSpan]) -> dict[str, list[Any]]:
+    """Column-oriented otel_traces rows: ns integers for times, lowercase hex ids, collector enum names."""
+    columns: dict[str, list[Any]] = {name: [] for name in TRACE_COLUMN_NAMES}
+    c = columns  # short alias keeps the loop readable
+    resource = None
+    resource_attributes: dict[str, str] = {}
+    for span in spans:
+        if span.resource is not resource:  # one provider => usually one resource for the whole batch
+            resource = span.resource
+            resource_attributes = encode_attributes(resource.attributes if resource else None)
+        context = span.context
+        start = span.start_time or 0
+        scope = span.instrumentation_scope
+        status = span.status
+        c["Timestamp"].append(start)
+        c["TraceId"].append(format(context.trace_id, "032x"))
+        c["SpanId"].append(format(context.span_id, "016x"))
+        c["ParentSpanId"].append(format(span.parent.span_id, "016x") if span.parent else "")
+        c["TraceState"].append(context.trace_state.to_header() if context.trace_state else "")
+        c["SpanName"].append(span.name)
+        c["SpanKind"].append(f"SPAN_KIND_{span.kind.name}")
+        c["ServiceName"].append(resource_attributes.get("service.name", ""))
+        c["ResourceAttributes"].append(resource_attributes)
+        c["ScopeName"].append(scope.name if scope else "")
+        c["ScopeVersion"].append((scope.version or "") if scope else "")
+        c["SpanAttributes"].append(encode_attributes(span.attributes))
+        c["Duration"].append(max(0, (span.end_time or start) - start))
+        c["StatusCode"].append(f"STATUS_CODE_{status.status_code.name}")
+        c["StatusMessage"].append(status.description or "")
+        events = span.events
+        c["Events.Timestamp"].append([event.timestamp for event in events])
+        c["Events.Name"].append([event.name for event in events])
+        c["Events.Attributes"].append([encode_attributes(event.attributes) for event in events])
+        links = span.links
+        c["Links.TraceId"].append([format(link.context.trace_id, "032x") for link in links])
+        c["Links.SpanId"].append([format(link.context.span_id, "016x") for link in links])
+        c["Links.TraceState"].append(
+            [link.context.trace_state.to_header() if link.context.trace_state else "" for link in links]
+        )
+        c["Links.Attributes"].append([encode_attributes(link.attributes) for link in links])
+    return columns
+
+
+# ------------------------------------------------------------------------------------------------- sinks
+
+
+class _EmbeddedSink:
+    """Spool every batch; ingest the spool whenever this process can get the store."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+
+    def put(self, columns: dict[str, list[Any]]) -> None:
+        write_batch(self._settings.spool_dir, columns)
+
+    def settle(self, lock_timeout_s: float) -> bool:
+        """Ingest the spool; False when batches stay spooled because another process holds the store."""
+        if not pending_batches(self._settings.spool_dir):
+            return True
+        try:
+            with store_session(self._settings, lock_timeout_s) as client:
+                ingest_spool(client, self._settings.spool_dir)
+        except StoreBusy:
+            return False  # spooled batches are safe; whoever gets the store next ingests them
+        return not pending_batches(self._settings.spool_dir)
+
+
+class _ServerSink:
+    """Insert straight into the server; on failure spool the batch and retry it on later flushes."""
+
+    _MAX_BACKOFF_S = 60.0
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._database = store_database(settings)
+        self._client: Client | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+
+    def _connected(self) -> Client:
+        if self._client is None:
+            client = open_client(self._settings)
+            try:
+                ensure_schema(client, self._settings)
+            except Exception:
+                client.close()
+                raise
+            self._client = client
+        return self._client
+
+    def _failed(self) -> None:
+        # Back off so an unreachable server costs one attempt per interval, not one per batch.
+        self._failures += 1
+        backoff = min(self._MAX_BACKOFF_S, self._settings.flush_interval_s * 2**self._failures)
+        self._retry_at = time.monotonic() + backoff
+        self.close()
+
+    def _server_usable(self) -> bool:
+        return time.monotonic() >= self._retry_at
+
+    def put(self, columns: dict[str, list[Any]]) -> None:
+        batch_id = new_batch_id()
+        if self._server_usable():
+            try:
+                insert_batch(self._connected(), batch_id, columns, self._database)
+                self._failures = 0
+                return
+            except Exception:
+                # Same id in the spool: if the failed insert did land, the retry is deduplicated.
+                write_batch(self._settings.spool_dir, columns, batch_id)
+                self._failed()
+                raise
+        write_batch(self._settings.spool_dir, columns, batch_id)
+
+    def settle(self, lock_timeout_s: float) -> bool:
+        if not pending_batches(self._settings.spool_dir):
+            return True
+        if not self._server_usable():
+            return False
+        try:
+            ingest_spool(self._connected(), self._settings.spool_dir, self._database)
+        except Exception:
+            self._failed()
+            raise
+        self._failures = 0
+        return not pending_batches(self._settings.spool_dir)
+
+    def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            client.close()
+
+
+# --------------------------------------------------------------------------------------------- processor
+
+
+@dataclass
+class _FlushRequest:
+    deadline: float
+    done: threading.Event = field(default_factory=threading.Event)
+    complete: bool = False
+
+
+class ClickHouseSpanProcessor(SpanProcessor):
+    """Queues finished spans (never blocking, never raising) and exports them from a daemon thread."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._capacity = settings.queue_size
+        self._batch_size = settings.batch_size
+        self._sink = _ServerSink(settings) if settings.clickhouse_url else _EmbeddedSink(settings)
+        self._dropped = 0
+        self._failing = False
+        self._start_worker()
+        weak_self = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (p := weak_self()) and p._start_worker())
+
+    def _start_worker(self) -> None:
+        # Also runs in a forked child: the parent's queued spans are the parent's to export.
+        self._queue: deque[ReadableSpan] = deque()
+        self._wake = threading.Event()
+        self._requests_lock = threading.Lock()
+        self._requests: list[_FlushRequest] = []
+        self._drop_lock = threading.Lock()
+        self._dropping = False
+        self._stopping = False
+        self._worker = threading.Thread(target=self._run, name="thinkmeter-export", daemon=True)
+        self._worker.start()
+
+    @property
+    def dropped_spans(self) -> int:
+        """Spans dropped because the queue was full, since this processor started."""
+        return self._dropped
+
+    @property
+    def pending_spans(self) -> int:
+        return len(self._queue)
+
+    # ---- caller's thread: keep it to a length check and an append
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self._stopping or not span.context.trace_flags.sampled:
+            return
+        queue = self._queue
+        if len(queue) >= self._capacity:
+            self._drop()
+            return
+        queue.append(span)
+        if len(queue) >= self._batch_size:
+            self._wake.set()
+
+    def _drop(self) -> None:
+        with self._drop_lock:
+            self._dropped += 1
+            episode_starts = not self._dropping
+            self._dropping = True
+        if episode_starts:
+            log.warning(
+                "thinkmeter: export queue full (%d spans); dropping new spans until the exporter catches up "
+                "(%d dropped so far; raise queue_size or lower flush_interval_s)",
+                self._capacity,
+                self._dropped,
+            )
+
+    # ---- export thread
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._settings.flush_interval_s)
+            self._wake.clear()
+            with self._requests_lock:
+                requests, self._requests = self._requests, []
+            stopping = self._stopping
+            # A periodic flush never waits for the store; force_flush waits until its deadline.
+            lock_timeout = max(0.0, min(r.deadline for r in requests) - time.monotonic()) if requests else 0.0
+            complete = self._export_pending(lock_timeout)
+            for request in requests:
+                request.complete = complete
+                request.done.set()
+            if stopping:
+                return
+
+    def _export_pending(self, lock_timeout_s: float) -> bool:
+        """Export everything queued; True when it is all in the store (not only in the spool)."""
+        try:
+            while self._queue:
+                spans = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
+                self._sink.put(spans_to_columns(spans))
+            complete = self._sink.settle(lock_timeout_s)
+        except Exception as exc:  # never let the thread die; batches that failed are in the spool
+            if not self._failing:
+                log.warning(
+                    "thinkmeter: could not write spans to the %s (%s: %s); they are kept in %s and retried",
+                    store_label(self._settings),
+                    type(exc).__name__,
+                    exc,
+                    self._settings.spool_dir,
+                )
+            self._failing = True
+            return False
+        if self._failing:
+            log.info("thinkmeter: span export to the %s works again", store_label(self._settings))
+            self._failing = False
+        self._end_drop_episode()
+        return complete
+
+    def _end_drop_episode(self) -> None:
+        with self._drop_lock:
+            if not self._dropping:
+                return
+            self._dropping = False
+        log.warning("thinkmeter: export queue drained; %d spans dropped in total so far", self._dropped)
+
+    # ---- SpanProcessor API
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export everything queued so far and ingest it into the store; False if not all done in time."""
+        if not self._worker.is_alive():
+            return not self._queue
+        timeout_s = timeout_millis / 1000
+        request = _FlushRequest(deadline=time.monotonic() + timeout_s)
+        with self._requests_lock:
+            self._requests.append(request)
+        self._wake.set()
+        return request.done.wait(timeout_s) and request.complete
+
+    def shutdown(self) -> None:
+        """Write everything queued to the store, or to the spool if the store is busy; then stop."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        self._worker.join(_SHUTDOWN_JOIN_S)
+        if isinstance(self._sink, _ServerSink):
+            self._sink.close()
+
+
+def build_span_processor(settings: Settings) -> SpanProcessor | None:
+    """The processor for settings.exporter: ours for "clickhouse", OTLP (OTEL_EXPORTER_OTLP_* env) or none."""
+    if settings.exporter == "clickhouse":
+        return ClickHouseSpanProcessor(settings)
+    if settings.exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        return BatchSpanProcessor(OTLPSpanExporter())
+    return None

@@ -1,0 +1,95 @@
+"""Report and outlier queries over llm_calls; the CLI formats what these return."""
+
+from __future__ import annotations
+
+from typing import Any
+
+WINDOW = "Timestamp >= now64(9) - toIntervalSecond({window_s:UInt64})"
+GROUPINGS = ("model", "feature", "tenant", "task_class")
+
+_TOTALS = """
+SELECT
+    count() AS calls,
+    countIf(error_type != '') AS errors,
+    sum(input_tokens) AS total_input_tokens,
+    sum(output_tokens) AS total_output_tokens,
+    sum(reasoning_tokens) AS total_reasoning_tokens,
+    sum(visible_output_tokens) AS total_visible_output_tokens,
+    countIf(reasoning_source = 'unknown' AND output_tokens IS NOT NULL) AS calls_reasoning_unknown,
+    round(sum(reasoning_tokens) / nullIf(sumIf(output_tokens, reasoning_tokens IS NOT NULL), 0), 4) AS hidden_reasoning_share,
+    sum(cost_usd) AS total_cost_usd,
+    sum(reasoning_cost_usd) AS total_reasoning_cost_usd,
+    round(sum(reasoning_cost_usd) / nullIf(sumIf(cost_usd, reasoning_cost_usd IS NOT NULL), 0), 4) AS reasoning_cost_share,
+    countIf(cost_source = 'unknown_price') AS calls_without_price
+FROM llm_calls WHERE {window}
+"""
+
+_BY = """
+SELECT
+    {column} AS {column},
+    count() AS calls,
+    sum(output_tokens) AS total_output_tokens,
+    sum(reasoning_tokens) AS total_reasoning_tokens,
+    round(sum(reasoning_tokens) / nullIf(sumIf(output_tokens, reasoning_tokens IS NOT NULL), 0), 4) AS hidden_reasoning_share,
+    round(sum(cost_usd), 6) AS total_cost_usd,
+    round(sum(reasoning_cost_usd), 6) AS total_reasoning_cost_usd,
+    countIf(cost_source = 'unknown_price') AS calls_without_price
+FROM llm_calls WHERE {window}
+GROUP BY {column} ORDER BY total_cost_usd DESC, calls DESC
+"""
+
+# Streamed calls only: a non-streamed call has no first token to time.
+_LATENCY = """
+SELECT
+    model,
+    count() AS streamed_calls,
+    round(quantileExact(0.50)(time_to_first_token_s), 3) AS ttft_p50_s,
+    round(quantileExact(0.95)(time_to_first_token_s), 3) AS ttft_p95_s,
+    round(quantileExact(0.99)(time_to_first_token_s), 3) AS ttft_p99_s,
+    round(quantileExact(0.50)(time_to_first_visible_token_s), 3) AS ttfvt_p50_s,
+    round(quantileExact(0.95)(time_to_first_visible_token_s), 3) AS ttfvt_p95_s,
+    round(quantileExact(0.99)(time_to_first_visible_token_s), 3) AS ttfvt_p99_s
+FROM llm_calls WHERE {window} AND stream = 1
+GROUP BY model ORDER BY model
+"""
+
+_OUTLIERS = """
+WITH per_class AS (
+    SELECT task_class, quantileExact({quantile:Float64})(reasoning_tokens) AS class_quantile, count() AS class_calls
+    FROM llm_calls WHERE {window} AND reasoning_tokens IS NOT NULL
+    GROUP BY task_class
+)
+SELECT
+    c.Timestamp AS timestamp, c.TraceId AS trace_id, c.SpanId AS span_id, c.model AS model,
+    c.task_class AS task_class, c.tenant AS tenant, c.user AS user, c.feature AS feature,
+    c.reasoning_tokens AS reasoning_tokens, per_class.class_quantile AS class_quantile,
+    round(c.reasoning_tokens / per_class.class_quantile, 2) AS times_quantile,
+    c.cost_usd AS cost_usd
+FROM llm_calls AS c INNER JOIN per_class ON c.task_class = per_class.task_class
+WHERE {window} AND per_class.class_quantile > 0
+  AND c.reasoning_tokens > {k:Float64} * per_class.class_quantile
+ORDER BY times_quantile DESC
+LIMIT {limit:UInt32}
+"""
+
+
+def _rows(client: Any, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    result = client.query(sql.replace("{window}", WINDOW), parameters=parameters)
+    return [dict(zip(result.column_names, row)) for row in result.result_rows]
+
+
+def spend_report(client: Any, window_s: int) -> dict[str, Any]:
+    """Totals, breakdowns by model / feature / tenant / task class, and latency percentiles."""
+    params = {"window_s": window_s}
+    report: dict[str, Any] = {"window_s": window_s, "totals": _rows(client, _TOTALS, params)[0]}
+    report["by"] = {column: _rows(client, _BY.replace("{column}", column), params) for column in GROUPINGS}
+    report["latency"] = _rows(client, _LATENCY, params)
+    return report
+
+
+def outliers(client: Any, window_s: int, k: float = 2.0, quantile: float = 0.95, limit: int = 50) -> list[dict[str, Any]]:
+    """Calls whose reasoning tokens exceed k x the quantile of their task class."""
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be between 0 and 1, got {quantile}")
+    params = {"window_s": window_s, "k": k, "quantile": quantile, "limit": limit}
+    return _rows(client, _OUTLIERS, params)

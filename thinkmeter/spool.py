@@ -1,0 +1,165 @@
+"""Spool directory of finished span batches: nothing is lost while the store is busy or unreachable.
+
+A batch is one JSON file of otel_traces columns, written atomically (tmp file, fsync, rename) under
+a unique, time-ordered id. `ingest_spool` inserts each batch with insert_deduplication_token = its id
+and deletes it afterwards; if the process dies in between, the next ingest inserts it again and
+ClickHouse drops the repeat in otel_traces and in every table fed by its materialized views.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+log = logging.getLogger(__name__)
+
+BATCH_SUFFIX = ".batch.json"
+_TMP_PREFIX = ".tmp-"
+_STALE_TMP_S = 3600.0  # a tmp file this old was left by a process that died while writing it
+
+_ATTRIBUTES = "Map(LowCardinality(String), String)"
+# otel_traces columns we write, in insert order, with their types (no DESCRIBE round trip).
+TRACE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Timestamp", "DateTime64(9)"),
+    ("TraceId", "String"),
+    ("SpanId", "String"),
+    ("ParentSpanId", "String"),
+    ("TraceState", "String"),
+    ("SpanName", "LowCardinality(String)"),
+    ("SpanKind", "LowCardinality(String)"),
+    ("ServiceName", "LowCardinality(String)"),
+    ("ResourceAttributes", _ATTRIBUTES),
+    ("ScopeName", "String"),
+    ("ScopeVersion", "String"),
+    ("SpanAttributes", _ATTRIBUTES),
+    ("Duration", "UInt64"),
+    ("StatusCode", "LowCardinality(String)"),
+    ("StatusMessage", "String"),
+    ("Events.Timestamp", "Array(DateTime64(9))"),
+    ("Events.Name", "Array(LowCardinality(String))"),
+    ("Events.Attributes", f"Array({_ATTRIBUTES})"),
+    ("Links.TraceId", "Array(String)"),
+    ("Links.SpanId", "Array(String)"),
+    ("Links.TraceState", "Array(String)"),
+    ("Links.Attributes", f"Array({_ATTRIBUTES})"),
+)
+TRACE_COLUMN_NAMES = [name for name, _ in TRACE_COLUMNS]
+TRACE_COLUMN_TYPES = [type_name for _, type_name in TRACE_COLUMNS]
+TRACES_TABLE = "otel_traces"
+
+Columns = Mapping[str, Sequence[Any]]
+
+
+def new_batch_id() -> str:
+    """Sortable by creation time, unique across processes and hosts."""
+    return f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def insert_batch(client: Client, batch_id: str, columns: Columns, database: str | None = None) -> int:
+    """Insert one batch idempotently: a second insert under the same id stores nothing new."""
+    data = [columns[name] for name in TRACE_COLUMN_NAMES]
+    rows = len(data[0])
+    if rows:
+        client.insert(
+            TRACES_TABLE,
+            data,
+            database=database,
+            column_names=TRACE_COLUMN_NAMES,
+            column_type_names=TRACE_COLUMN_TYPES,
+            column_oriented=True,
+            settings={
+                "insert_deduplication_token": batch_id,
+                "insert_deduplicate": 1,
+                "deduplicate_blocks_in_dependent_materialized_views": 1,
+                # Deduplication by token needs a synchronous insert; batches are large already.
+                "async_insert": 0,
+            },
+        )
+    return rows
+
+
+def write_batch(spool_dir: Path, columns: Columns, batch_id: str | None = None) -> Path:
+    """Persist a batch durably; only complete files ever carry the batch suffix."""
+    batch_id = batch_id or new_batch_id()
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    final = spool_dir / f"{batch_id}{BATCH_SUFFIX}"
+    tmp = spool_dir / f"{_TMP_PREFIX}{batch_id}"
+    payload = json.dumps({"id": batch_id, "columns": columns}, separators=(",", ":"), ensure_ascii=False)
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.rename(tmp, final)
+    directory = os.open(spool_dir, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
+    return final
+
+
+def read_batch(path: Path) -> tuple[str, dict[str, list[Any]]]:
+    document = json.loads(path.read_text(encoding="utf-8"))
+    columns = document["columns"]
+    missing = [name for name in TRACE_COLUMN_NAMES if name not in columns]
+    if missing:
+        raise ValueError(f"batch lacks columns {missing}")
+    return document["id"], columns
+
+
+def pending_batches(spool_dir: Path) -> list[Path]:
+    """Finished batches, oldest first."""
+    try:
+        names = [entry.name for entry in os.scandir(spool_dir) if entry.name.endswith(BATCH_SUFFIX)]
+    except FileNotFoundError:
+        return []
+    return [spool_dir / name for name in sorted(names)]
+
+
+def ingest_spool(client: Client, spool_dir: Path, database: str | None = None) -> int:
+    """Insert every finished batch and delete it; returns the number of spans inserted.
+
+    Another process already ingesting this spool makes this a no-op (0). A failed insert stops the
+    ingest and raises, leaving that batch and the later ones for the next attempt.
+    """
+    if not spool_dir.is_dir():
+        return 0
+    lock_fd = os.open(spool_dir / ".ingest.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0
+        _remove_stale_tmp_files(spool_dir)
+        inserted = 0
+        for path in pending_batches(spool_dir):
+            try:
+                batch_id, columns = read_batch(path)
+            except FileNotFoundError:
+                continue  # ingested by a process that did not take the lock (older version) meanwhile
+            except (ValueError, KeyError, TypeError) as exc:
+                bad = path.with_name(path.name + ".bad")
+                os.rename(path, bad)
+                log.error("thinkmeter: unreadable spool batch moved aside to %s: %s", bad, exc)
+                continue
+            inserted += insert_batch(client, batch_id, columns, database)
+            path.unlink(missing_ok=True)
+        return inserted
+    finally:
+        os.close(lock_fd)  # closing releases the flock
+
+
+def _remove_stale_tmp_files(spool_dir: Path) -> None:
+    cutoff = time.time() - _STALE_TMP_S
+    for entry in os.scandir(spool_dir):
+        if entry.name.startswith(_TMP_PREFIX) and entry.stat().st_mtime < cutoff:
+            Path(entry.path).unlink(missing_ok=True)

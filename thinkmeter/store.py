@@ -1,0 +1,292 @@
+"""One way to reach the store: a ClickHouse server when a URL is configured, else embedded chDB.
+
+chDB lets only one process at a time open a data directory, so every embedded use goes through
+`store_session` / `embedded_store`, which hold an exclusive lock on data_dir/store.lock. Inside one
+process the lock is shared (chDB shares one engine per process), so an exporter thread and a reader in
+the same process never wait for each other.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from thinkmeter.config import Settings
+from thinkmeter.schemas.ddl import quote_identifier, schema_files, ttl_statements
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCK_TIMEOUT_S = 30.0
+_LOCK_POLL_S = 0.05
+
+
+class StoreBusy(TimeoutError):
+    """Another process holds the embedded store for longer than we were willing to wait."""
+
+
+# ---------------------------------------------------------------------------------------------- clients
+
+
+def server_client_args(url: str) -> dict[str, Any]:
+    """get_client keyword arguments for http(s)://user:password@host:port/database."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"clickhouse_url {url!r} is not a ClickHouse HTTP URL; use http(s)://user:password@host:port/database"
+        )
+    args: dict[str, Any] = {
+        "host": parts.hostname,
+        "port": parts.port or (8443 if parts.scheme == "https" else 8123),
+        "interface": parts.scheme,
+        "username": unquote(parts.username) if parts.username else "default",
+        "password": unquote(parts.password) if parts.password else "",
+    }
+    database = parts.path.strip("/")
+    if database:
+        args["database"] = database
+    return args
+
+
+def open_client(settings: Settings) -> Client:
+    """A client on the configured store. For the embedded store use store_session (it takes the lock)."""
+    if settings.clickhouse_url:
+        return clickhouse_connect.get_client(**server_client_args(settings.clickhouse_url))
+    settings.chdb_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return clickhouse_connect.get_client(interface="chdb", path=str(settings.chdb_dir))
+    except ImportError as exc:
+        raise RuntimeError(
+            "the embedded store needs chDB: pip install 'thinkmeter[embedded]', "
+            "or set THINKMETER_CLICKHOUSE_URL to a ClickHouse server"
+        ) from exc
+
+
+def store_database(settings: Settings) -> str:
+    """The database thinkmeter's tables live in."""
+    if settings.clickhouse_url:
+        return server_client_args(settings.clickhouse_url).get("database", "default")
+    return "default"
+
+
+def store_label(settings: Settings) -> str:
+    """Where the store is, for messages (no password)."""
+    if settings.clickhouse_url:
+        parts = urlsplit(settings.clickhouse_url)
+        return f"ClickHouse at {parts.scheme}://{parts.hostname}:{parts.port or ''}{parts.path}"
+    return f"embedded chDB store at {settings.chdb_dir}"
+
+
+# ------------------------------------------------------------------------------------------------ schema
+
+
+@dataclass(frozen=True)
+class SchemaAction:
+    name: str
+    status: str  # "applied", "already applied", "changed since applied (not re-applied)"
+
+
+def applied_schema_files(client: Client, database: str = "default") -> dict[str, str]:
+    """{file name: checksum} recorded in thinkmeter_schema_migrations."""
+    result = client.query(
+        f"SELECT name, argMax(checksum, applied_at) FROM {quote_identifier(database)}.thinkmeter_schema_migrations GROUP BY name"
+    )
+    return dict(result.result_rows)
+
+
+def apply_schema(
+    client: Client, cluster: str | None = None, database: str = "default", ttl_days: int | None = None
+) -> list[SchemaAction]:
+    """Create what is missing; files already recorded as applied are skipped (running it again is a no-op).
+
+    With ttl_days, tables that already exist get that TTL too.
+    """
+    if database != "default":
+        on_cluster = f" ON CLUSTER {quote_identifier(cluster)}" if cluster else ""
+        client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}{on_cluster}")
+    files = schema_files(cluster, database, ttl_days)
+    for statement in files[0].statements:  # the migrations table itself
+        client.command(statement)
+    applied = applied_schema_files(client, database)
+    actions = []
+    for schema_file in files:
+        if schema_file.name in applied:
+            same = applied[schema_file.name] == schema_file.checksum
+            actions.append(
+                SchemaAction(schema_file.name, "already applied" if same else "changed since applied (not re-applied)")
+            )
+            continue
+        for statement in schema_file.statements:
+            client.command(statement)
+        client.insert(
+            "thinkmeter_schema_migrations",
+            [[schema_file.name, schema_file.version, schema_file.checksum]],
+            database=database,
+            column_names=["name", "version", "checksum"],
+            column_type_names=["String", "UInt32", "String"],
+        )
+        actions.append(SchemaAction(schema_file.name, "applied"))
+    if ttl_days is not None:
+        for table, statement in ttl_statements(cluster, database, ttl_days):
+            client.command(statement)
+            actions.append(SchemaAction(table, f"TTL set to {ttl_days} days"))
+    return actions
+
+
+_schema_ready: set[str] = set()
+_schema_ready_lock = threading.Lock()
+
+
+def ensure_schema(client: Client, settings: Settings) -> None:
+    """apply_schema once per process and store, so a fresh install works without `schema apply`."""
+    key = settings.clickhouse_url or str(settings.chdb_dir)
+    if key in _schema_ready:
+        return
+    with _schema_ready_lock:
+        if key not in _schema_ready:
+            apply_schema(client, database=store_database(settings))
+            _schema_ready.add(key)
+
+
+# -------------------------------------------------------------------------------------------- store lock
+
+
+class _ProcessLock:
+    """flock on one file, shared by all threads of this process and counted."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._mutex = threading.Lock()
+        self._holders = 0
+        self._fd: int | None = None
+
+    def acquire(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            with self._mutex:
+                if self._holders:
+                    self._holders += 1
+                    return
+                if self._try_flock():
+                    self._holders = 1
+                    return
+            if time.monotonic() >= deadline:
+                raise StoreBusy(
+                    f"the embedded store {self.path.parent} is in use by another process "
+                    f"({self._owner()}); waited {timeout_s:g}s. Retry when it has finished, "
+                    "or use a ClickHouse server (THINKMETER_CLICKHOUSE_URL) for concurrent use."
+                )
+            time.sleep(_LOCK_POLL_S)
+
+    def release(self) -> None:
+        with self._mutex:
+            self._holders -= 1
+            if self._holders == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+                self._fd = None
+
+    def forget_after_fork(self) -> None:
+        # A forked child shares the parent's open file description: it must not think it holds the lock.
+        self._mutex = threading.Lock()
+        self._holders = 0
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _try_flock(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    def _owner(self) -> str:
+        try:
+            pid = self.path.read_text().strip()
+        except OSError:
+            pid = ""
+        return f"pid {pid}" if pid else "unknown pid"
+
+
+_locks: dict[Path, _ProcessLock] = {}
+_locks_mutex = threading.Lock()
+
+
+def _lock_for(settings: Settings) -> _ProcessLock:
+    path = (settings.data_dir / "store.lock").resolve()
+    with _locks_mutex:
+        lock = _locks.get(path)
+        if lock is None:
+            lock = _locks[path] = _ProcessLock(path)
+        return lock
+
+
+def _forget_locks_after_fork() -> None:
+    global _locks_mutex
+    _locks_mutex = threading.Lock()
+    for lock in _locks.values():
+        lock.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_locks_after_fork)
+
+
+# ------------------------------------------------------------------------------------------------ sessions
+
+
+@contextmanager
+def embedded_store(settings: Settings, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[Client]:
+    """The embedded chDB store, locked against other processes; raises StoreBusy after timeout_s."""
+    lock = _lock_for(settings)
+    lock.acquire(timeout_s)
+    try:
+        client = open_client(settings.model_copy(update={"clickhouse_url": None}))
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        lock.release()
+
+
+@contextmanager
+def store_session(settings: Settings, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[Client]:
+    """A client on the configured store with the schema in place: the server, or the locked embedded store."""
+    if not settings.clickhouse_url:
+        with embedded_store(settings, timeout_s) as client:
+            ensure_schema(client, settings)
+            yield client
+        return
+    client = open_client(settings)
+    try:
+        ensure_schema(client, settings)
+        yield client
+    finally:
+        client.close()
+
+
+def query_rows(
+    settings: Settings, sql: str, parameters: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Run one read query on the configured store; rows as dicts keyed by column name."""
+    with store_session(settings) as client:
+        result = client.query(sql, parameters=dict(parameters or {}))
+        return [dict(zip(result.column_names, row)) for row in result.result_rows]
