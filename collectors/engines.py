@@ -78,6 +78,7 @@ class _Names:
 
     prefix: str
     kv_usage: tuple[str, ...] = ()
+    kv_capacity: tuple[str, ...] = ()  # a gauge in tokens, summed over data-parallel ranks
     running: tuple[str, ...] = ()
     waiting: tuple[str, ...] = ()
     preemptions: tuple[str, ...] = ()
@@ -108,8 +109,11 @@ _PROMETHEUS_ENGINES: dict[str, _Names] = {
     "sglang": _Names(
         prefix="sglang:",
         kv_usage=("sglang:token_usage",),
+        kv_capacity=("sglang:max_total_num_tokens",),
         running=("sglang:num_running_reqs",),
         waiting=("sglang:num_queue_reqs",),
+        # SGLang retracts (preempts) requests when the KV pool runs out; older versions only had a gauge.
+        preemptions=("sglang:num_retracted_requests_total",),
         generation_tokens=("sglang:generation_tokens_total",),
         prefix_hits=("sglang:cached_tokens_total",),
         prefix_queries=("sglang:prompt_tokens_total",),
@@ -172,12 +176,13 @@ class EngineScraper:
     def scrape(self) -> EngineSnapshot:
         now_ns = time.time_ns()
         monotonic = time.monotonic()
+        fetched = None  # what detection already read, so the first scrape reads each endpoint once
         if self.engine is None:
-            self.engine = self._detect()
+            self.engine, fetched = self._detect()
         if self.engine == "ollama":
-            snapshot = self._ollama(now_ns)
+            snapshot = self._ollama(now_ns, fetched)
         else:
-            snapshot = self._prometheus(self.engine, now_ns, monotonic)
+            snapshot = self._prometheus(self.engine, now_ns, monotonic, fetched)
         self._previous_time_ns = now_ns
         self._previous_monotonic = monotonic
         return snapshot
@@ -210,7 +215,8 @@ class EngineScraper:
             raise ScrapeError(f"{self.base_url}/metrics returned no Prometheus samples")
         return exposition
 
-    def _detect(self) -> str:
+    def _detect(self) -> tuple[str, Any]:
+        """The engine, from its metric prefixes or an Ollama /api/ps, and what was read to tell."""
         try:
             exposition = self._metrics()
         except ScrapeError as metrics_error:
@@ -219,30 +225,30 @@ class EngineScraper:
             except ScrapeError:
                 raise metrics_error from None
             if isinstance(payload, dict) and isinstance(payload.get("models"), list):
-                return "ollama"
+                return "ollama", payload
             raise metrics_error from None
         for engine, names in _PROMETHEUS_ENGINES.items():
             if any(name.startswith(names.prefix) for name in exposition.samples):
-                return engine
+                return engine, exposition
         raise ScrapeError(
             f"{self.base_url}/metrics has no vllm:, sglang:, tgi_ or llamacpp: metrics; pass the engine explicitly"
         )
 
     # --- Prometheus engines ------------------------------------------------------------------------
 
-    def _prometheus(self, engine: str, now_ns: int, monotonic: float) -> EngineSnapshot:
+    def _prometheus(self, engine: str, now_ns: int, monotonic: float, exposition: Exposition | None) -> EngineSnapshot:
         names = _PROMETHEUS_ENGINES[engine]
         slots = None
         if engine == "llamacpp":
-            slots, exposition = self._llamacpp_sources()
-        else:
+            slots, exposition = self._llamacpp_sources(exposition)
+        elif exposition is None:
             exposition = self._metrics()
         elapsed = None if self._previous_monotonic is None else monotonic - self._previous_monotonic
 
         kv_usage = _mean(exposition, names.kv_usage)
         running = _total(exposition, names.running)
         waiting = _total(exposition, names.waiting)
-        capacity = _vllm_capacity(exposition) if engine == "vllm" else None
+        capacity = _vllm_capacity(exposition) if engine == "vllm" else _total(exposition, names.kv_capacity)
         if slots is not None:
             slot_running, slot_usage, slot_capacity = slots
             running = running if running is not None else slot_running
@@ -262,7 +268,7 @@ class EngineScraper:
             time_unix_nano=now_ns,
             interval_start_unix_nano=self._previous_time_ns,
             kv_cache_usage=kv_usage,
-            kv_cache_capacity_tokens=capacity,
+            kv_cache_capacity_tokens=None if capacity is None else round(capacity),
             requests_running=None if running is None else round(running),
             requests_waiting=None if waiting is None else round(waiting),
             preemptions=preemptions,
@@ -272,14 +278,17 @@ class EngineScraper:
             inter_token_latency=self._histogram_delta(exposition, names.itl),
         )
 
-    def _llamacpp_sources(self) -> tuple[tuple[int, float | None, int | None] | None, Exposition]:
+    def _llamacpp_sources(
+        self, exposition: Exposition | None
+    ) -> tuple[tuple[int, float | None, int | None] | None, Exposition]:
         """/metrics (needs --metrics) and /slots (off with --no-slots): either one is enough."""
         errors = []
-        try:
-            exposition = self._metrics()
-        except ScrapeError as exc:
-            errors.append(exc)
-            exposition = Exposition()
+        if exposition is None:
+            try:
+                exposition = self._metrics()
+            except ScrapeError as exc:
+                errors.append(exc)
+                exposition = Exposition()
         try:
             slots = _llamacpp_slots(self._get_json("/slots"))
         except ScrapeError as exc:
@@ -330,8 +339,9 @@ class EngineScraper:
 
     # --- Ollama ------------------------------------------------------------------------------------
 
-    def _ollama(self, now_ns: int) -> EngineSnapshot:
-        payload = self._get_json("/api/ps")
+    def _ollama(self, now_ns: int, payload: Any) -> EngineSnapshot:
+        if payload is None:
+            payload = self._get_json("/api/ps")
         entries = payload.get("models") if isinstance(payload, dict) else None
         if not isinstance(entries, list):
             raise ScrapeError(f"{self.base_url}/api/ps has no models list; is this an Ollama server?")
@@ -363,8 +373,7 @@ def _base_url(url: str) -> str:
     if "://" not in url:
         url = "http://" + url
     for suffix in ("/metrics", "/v1"):
-        if url.endswith(suffix):
-            url = url[: -len(suffix)]
+        url = url.removesuffix(suffix)
     return url
 
 

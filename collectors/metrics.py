@@ -55,7 +55,9 @@ HW_GPU_TASK = "hw.gpu.task"
 PROCESS_PID = "process.pid"
 
 
-def engine_attributes(engine: str | None, server_address: str, server_port: int | None, model: str | None) -> dict[str, str]:
+def engine_attributes(
+    engine: str | None, server_address: str, server_port: int | None, model: str | None
+) -> dict[str, str]:
     attributes = {sc.SERVER_ADDRESS: server_address}
     if server_port is not None:
         attributes[sc.SERVER_PORT] = str(server_port)
@@ -68,7 +70,9 @@ def engine_attributes(engine: str | None, server_address: str, server_port: int 
 
 def engine_down_points(attributes: dict[str, str], time_unix_nano: int) -> list[MetricPoint]:
     """What a failed scrape records: the server was not up."""
-    return [Gauge(ENGINE_UP, "1", "1 when the engine server answered the scrape, else 0", attributes, time_unix_nano, 0.0)]
+    return [
+        Gauge(ENGINE_UP, "1", "1 when the engine server answered the scrape, else 0", attributes, time_unix_nano, 0.0)
+    ]
 
 
 def engine_points(snapshot: EngineSnapshot) -> list[MetricPoint]:
@@ -114,8 +118,16 @@ def engine_points(snapshot: EngineSnapshot) -> list[MetricPoint]:
             )
         )
     for name, description, delta in (
-        (ENGINE_TIME_TO_FIRST_TOKEN, "Engine-side time from request arrival to first token", snapshot.time_to_first_token),
-        (ENGINE_INTER_TOKEN_LATENCY, "Engine-side time between consecutive output tokens", snapshot.inter_token_latency),
+        (
+            ENGINE_TIME_TO_FIRST_TOKEN,
+            "Engine-side time from request arrival to first token",
+            snapshot.time_to_first_token,
+        ),
+        (
+            ENGINE_INTER_TOKEN_LATENCY,
+            "Engine-side time between consecutive output tokens",
+            snapshot.inter_token_latency,
+        ),
     ):
         if delta is not None and start is not None:
             points.append(_histogram(name, description, attributes, start, now, delta))
@@ -127,7 +139,12 @@ def engine_points(snapshot: EngineSnapshot) -> list[MetricPoint]:
             for name, unit, description, value in (
                 (ENGINE_MODEL_SIZE, "By", "Memory the loaded model takes", model.size_bytes),
                 (ENGINE_MODEL_SIZE_VRAM, "By", "GPU memory the loaded model takes", model.vram_bytes),
-                (ENGINE_MODEL_CONTEXT_LENGTH, "{token}", "Context length the model was loaded with", model.context_length),
+                (
+                    ENGINE_MODEL_CONTEXT_LENGTH,
+                    "{token}",
+                    "Context length the model was loaded with",
+                    model.context_length,
+                ),
             ):
                 if value is not None:
                     points.append(Gauge(name, unit, description, model_attributes, now, float(value)))
@@ -168,75 +185,78 @@ def gpu_attributes(device: GpuDevice, driver_version: str | None) -> dict[str, s
 
 
 def gpu_points(snapshot: GpuSnapshot) -> list[MetricPoint]:
+    return [point for device in snapshot.devices for point in _device_points(snapshot, device)]
+
+
+def _device_points(snapshot: GpuSnapshot, device: GpuDevice) -> list[MetricPoint]:
     now = snapshot.time_unix_nano
+    attributes = gpu_attributes(device, snapshot.driver_version)
     points: list[MetricPoint] = []
-    for device in snapshot.devices:
-        attributes = gpu_attributes(device, snapshot.driver_version)
 
-        def gauge(name: str, unit: str, description: str, value: float | None, extra: dict[str, str] | None = None) -> None:
-            if value is not None:
-                points.append(Gauge(name, unit, description, {**attributes, **(extra or {})}, now, float(value)))
+    def gauge(name: str, unit: str, description: str, value: float | None, extra: dict[str, str] | None = None) -> None:
+        if value is not None:
+            points.append(Gauge(name, unit, description, {**attributes, **(extra or {})}, now, float(value)))
 
-        def updown(name: str, description: str, value: int | None, extra: dict[str, str] | None = None) -> None:
-            if value is not None:
-                points.append(
-                    Sum(
-                        name,
-                        "By",
-                        description,
-                        {**attributes, **(extra or {})},
-                        snapshot.start_unix_nano,
-                        now,
-                        float(value),
-                        monotonic=False,
-                        temporality=Temporality.CUMULATIVE,
-                    )
-                )
-
-        gauge(
-            HW_GPU_UTILIZATION,
-            "1",
-            "Fraction of time a kernel was running on the GPU",
-            device.utilization,
-            {HW_GPU_TASK: "general"},
-        )
-        gauge(
-            GPU_MEMORY_COPY_UTILIZATION,
-            "1",
-            "Fraction of time device memory was being read or written",
-            device.memory_copy_utilization,
-        )
-        updown(HW_GPU_MEMORY_USAGE, "GPU memory used", device.memory_used_bytes)
-        updown(HW_GPU_MEMORY_LIMIT, "GPU memory available in total", device.memory_total_bytes)
-        if device.memory_used_bytes is not None and device.memory_total_bytes:
-            gauge(
-                HW_GPU_MEMORY_UTILIZATION,
-                "1",
-                "Fraction of GPU memory used",
-                device.memory_used_bytes / device.memory_total_bytes,
-            )
-        gauge(HW_POWER, "W", "Power drawn by the GPU", device.power_watts)
-        gauge(GPU_TEMPERATURE, "Cel", "GPU core temperature", device.temperature_celsius)
-        gauge(GPU_SM_CLOCK, "Hz", "Streaming-multiprocessor clock frequency", device.sm_clock_hz)
-        if device.energy_joules_delta is not None and snapshot.previous_unix_nano is not None:
+    def updown(name: str, description: str, value: int | None, extra: dict[str, str] | None = None) -> None:
+        if value is not None:
             points.append(
                 Sum(
-                    HW_ENERGY,
-                    "J",
-                    "Energy consumed by the GPU during the interval",
-                    attributes,
-                    snapshot.previous_unix_nano,
+                    name,
+                    "By",
+                    description,
+                    {**attributes, **(extra or {})},
+                    snapshot.start_unix_nano,
                     now,
-                    device.energy_joules_delta,
-                    monotonic=True,
-                    temporality=Temporality.DELTA,
+                    float(value),
+                    monotonic=False,
+                    temporality=Temporality.CUMULATIVE,
                 )
             )
-        for process in device.processes or ():
-            updown(
-                GPU_PROCESS_MEMORY_USAGE,
-                "GPU memory used by one process",
-                process.used_memory_bytes,
-                {PROCESS_PID: str(process.pid)},
+
+    gauge(
+        HW_GPU_UTILIZATION,
+        "1",
+        "Fraction of time a kernel was running on the GPU",
+        device.utilization,
+        {HW_GPU_TASK: "general"},
+    )
+    gauge(
+        GPU_MEMORY_COPY_UTILIZATION,
+        "1",
+        "Fraction of time device memory was being read or written",
+        device.memory_copy_utilization,
+    )
+    updown(HW_GPU_MEMORY_USAGE, "GPU memory used", device.memory_used_bytes)
+    updown(HW_GPU_MEMORY_LIMIT, "GPU memory available in total", device.memory_total_bytes)
+    if device.memory_used_bytes is not None and device.memory_total_bytes:
+        gauge(
+            HW_GPU_MEMORY_UTILIZATION,
+            "1",
+            "Fraction of GPU memory used",
+            device.memory_used_bytes / device.memory_total_bytes,
+        )
+    gauge(HW_POWER, "W", "Power drawn by the GPU", device.power_watts)
+    gauge(GPU_TEMPERATURE, "Cel", "GPU core temperature", device.temperature_celsius)
+    gauge(GPU_SM_CLOCK, "Hz", "Streaming-multiprocessor clock frequency", device.sm_clock_hz)
+    if device.energy_joules_delta is not None and snapshot.previous_unix_nano is not None:
+        points.append(
+            Sum(
+                HW_ENERGY,
+                "J",
+                "Energy consumed by the GPU during the interval",
+                attributes,
+                snapshot.previous_unix_nano,
+                now,
+                device.energy_joules_delta,
+                monotonic=True,
+                temporality=Temporality.DELTA,
             )
+        )
+    for process in device.processes or ():
+        updown(
+            GPU_PROCESS_MEMORY_USAGE,
+            "GPU memory used by one process",
+            process.used_memory_bytes,
+            {PROCESS_PID: str(process.pid)},
+        )
     return points

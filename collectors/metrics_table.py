@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
-from typing import Any
-
-from clickhouse_connect.driver.client import Client
+from typing import TYPE_CHECKING, Any
 
 from thinkmeter.collectors.points import Gauge, Histogram, MetricPoint, Sum
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 SERVICE_NAME = "thinkmeter-collector"
 SCOPE_NAME = "thinkmeter.collectors"

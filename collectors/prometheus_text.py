@@ -106,9 +106,10 @@ def _parse_sample(line: str) -> Sample:
     name = _sample_name(line)
     rest = line[len(name) :]
     labels: dict[str, str] = {}
-    if rest.startswith("{"):
-        labels, consumed = _parse_labels(rest)
-        rest = rest[consumed:]
+    stripped = rest.lstrip()
+    if stripped.startswith("{"):
+        labels, consumed = _parse_labels(stripped)
+        rest = stripped[consumed:]
     if not rest[:1].isspace():
         raise ValueError("no value")
     # An OpenMetrics exemplar follows " # "; the value (and optional timestamp) come before it.
@@ -135,9 +136,14 @@ def _parse_labels(text: str) -> tuple[dict[str, str], int]:
         label = text[start:i]
         while i < n and text[i] in " \t":
             i += 1
-        if not label or i + 1 >= n or text[i] != "=" or text[i + 1] != '"':
+        if not label or label[0].isdigit() or i >= n or text[i] != "=":
             raise ValueError("bad label")
-        i += 2
+        i += 1
+        while i < n and text[i] in " \t":
+            i += 1
+        if i >= n or text[i] != '"':
+            raise ValueError("bad label value")
+        i += 1
         value = []
         while True:
             if i >= n:

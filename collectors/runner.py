@@ -13,7 +13,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Union
 
 from thinkmeter.collectors import context, metrics
 from thinkmeter.collectors.engines import EngineScraper, ScrapeError
@@ -31,17 +30,17 @@ _STALE_AFTER_INTERVALS = 3
 _STORE_LOCK_TIMEOUT_S = 2.0
 
 Sink = Callable[[Sequence[MetricPoint]], None]
-EngineSpec = Union[str, Mapping[str, object]]
+EngineSpec = str | Mapping[str, object]  # a URL, or {"url": ..., "engine": ..., "model": ...}
 
 
 class StoreSink:
     """Writes points into the configured store's otel_metrics_* tables, one short session per write."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, resource: dict[str, str] | None = None) -> None:
         from thinkmeter.store import store_database
 
         self.settings = settings
-        self.writer = MetricsTableWriter(database=store_database(settings))
+        self.writer = MetricsTableWriter(database=store_database(settings), resource=resource)
 
     def __call__(self, points: Sequence[MetricPoint]) -> None:
         from thinkmeter.store import store_session
@@ -80,10 +79,11 @@ class CollectorRunner:
         self.sink = sink
         self._pending: deque[MetricPoint] = deque(maxlen=max_pending_points)
         self._engine_up: dict[EngineScraper, bool] = {}  # answered its last scrape
+        self._engine_attributes: dict[EngineScraper, dict[str, str]] = {}  # of its last snapshot
         self._logged: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._gpu_ready = False
+        self._gpu_ready: bool | None = None  # None until NVML was tried
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -91,7 +91,7 @@ class CollectorRunner:
         """Start the GPU collector (if any) and the sampling thread."""
         if self._thread is not None:
             return
-        self._gpu_ready = self.gpu is not None and self.gpu.start()
+        self._start_gpu()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="thinkmeter-collectors", daemon=True)
         self._thread.start()
@@ -109,8 +109,8 @@ class CollectorRunner:
         self.flush()
         if self._gpu_ready and self.gpu is not None:
             self.gpu.close()
-            self._gpu_ready = False
             context.forget_gpu()
+        self._gpu_ready = None
         for scraper in self.engines:
             context.forget_engine(scraper.server_address, scraper.server_port)
 
@@ -141,7 +141,7 @@ class CollectorRunner:
     def collect_once(self) -> list[MetricPoint]:
         """Sample every collector now and queue the points (the thread calls this per interval, tests directly)."""
         points = [point for scraper in self.engines for point in self._scrape(scraper)]
-        if self._gpu_ready:
+        if self._start_gpu():
             points.extend(self._sample_gpu())
         self._pending.extend(points)
         return points
@@ -163,6 +163,11 @@ class CollectorRunner:
             self.flush()
             self._stop.wait(max(0.0, min(due.values()) - time.monotonic()))
 
+    def _start_gpu(self) -> bool:
+        if self._gpu_ready is None:
+            self._gpu_ready = self.gpu is not None and self.gpu.start()
+        return self._gpu_ready
+
     def _scrape(self, scraper: EngineScraper) -> list[MetricPoint]:
         was_up = self._engine_up.get(scraper)
         try:
@@ -177,7 +182,7 @@ class CollectorRunner:
                     exc,
                     scraper.interval_s,
                 )
-            attributes = metrics.engine_attributes(
+            attributes = self._engine_attributes.get(scraper) or metrics.engine_attributes(
                 scraper.engine, scraper.server_address, scraper.server_port, scraper.model
             )
             return metrics.engine_down_points(attributes, time.time_ns())
@@ -194,7 +199,9 @@ class CollectorRunner:
         if was_up is False:
             logger.warning("thinkmeter: engine at %s is answering again", scraper.base_url)
         context.publish_engine(snapshot, max_age_s=_STALE_AFTER_INTERVALS * scraper.interval_s)
-        return metrics.engine_points(snapshot)
+        points = metrics.engine_points(snapshot)
+        self._engine_attributes[scraper] = points[0].attributes  # the up point carries the series' attributes
+        return points
 
     def _sample_gpu(self) -> list[MetricPoint]:
         assert self.gpu is not None

@@ -13,6 +13,11 @@ from thinkmeter.instrumentation._telemetry import Telemetry
 # SDK import name -> instrumentation module
 INSTRUMENTORS = {
     "openai": "thinkmeter.instrumentation.openai_sdk",
+    "anthropic": "thinkmeter.instrumentation.anthropic_sdk",
+    "google.genai": "thinkmeter.instrumentation.gemini_sdk",
+    "ollama": "thinkmeter.instrumentation.ollama_sdk",
+    # Patched when the application imports transformers: thinkmeter never imports torch itself.
+    "transformers": "thinkmeter.instrumentation.transformers_generate",
 }
 
 
@@ -20,7 +25,7 @@ def instrument_installed(patcher: Patcher, telemetry: Telemetry, resolver: Endpo
     """Patch every supported SDK that is installed; returns the names of those patched."""
     patched = []
     for sdk, module_name in INSTRUMENTORS.items():
-        if importlib.util.find_spec(sdk) is None:
+        if not _installed(sdk):
             continue
         try:
             importlib.import_module(module_name).instrument(patcher, telemetry, resolver)
@@ -29,3 +34,10 @@ def instrument_installed(patcher: Patcher, telemetry: Telemetry, resolver: Endpo
             continue
         patched.append(sdk)
     return patched
+
+
+def _installed(sdk: str) -> bool:
+    try:
+        return importlib.util.find_spec(sdk) is not None
+    except ModuleNotFoundError:  # a dotted name ("google.genai") whose parent package is missing
+        return False

@@ -40,22 +40,24 @@ class EndpointResolver:
     def __init__(self, overrides: dict[str, str] | None = None, default: str = UNKNOWN_PROVIDER) -> None:
         self._overrides = {k.lower(): v for k, v in (overrides or {}).items()}
         self._default = default
-        self._cache: dict[str, Endpoint] = {}
+        self._cache: dict[tuple[str, str | None], Endpoint] = {}
 
-    def resolve(self, base_url: object) -> Endpoint:
-        key = str(base_url)
+    def resolve(self, base_url: object, default: str | None = None) -> Endpoint:
+        """`default`: the provider of an unknown host, for SDKs that speak one provider's own protocol
+        (an unknown host behind the anthropic SDK is an Anthropic proxy, not an OpenAI-compatible one)."""
+        key = (str(base_url), default)
         endpoint = self._cache.get(key)
         if endpoint is None:
-            endpoint = self._resolve(key)
+            endpoint = self._resolve(key[0], default or self._default)
             if len(self._cache) < 1_000:
                 self._cache[key] = endpoint
         return endpoint
 
-    def _resolve(self, url: str) -> Endpoint:
+    def _resolve(self, url: str, default: str) -> Endpoint:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
         provider = self._overrides.get(f"{host}:{port}") or self._overrides.get(host) or KNOWN_HOSTS.get(host)
         if provider is None:
-            provider = next((p for suffix, p in KNOWN_HOST_SUFFIXES.items() if host.endswith(suffix)), self._default)
+            provider = next((p for suffix, p in KNOWN_HOST_SUFFIXES.items() if host.endswith(suffix)), default)
         return Endpoint(provider, provider if provider in ENGINES else None, host or None, port)

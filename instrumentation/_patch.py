@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any, Callable, Protocol
 
 import wrapt
@@ -70,25 +71,62 @@ def async_wrapper(surface: Surface) -> Callable[..., Any]:
     return wrapper
 
 
+def by_keyword(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    """Let a wrapper whose Surface reads keyword arguments serve a method that callers also give
+    positional arguments (ollama's chat(model, messages), transformers' generate(input_ids)): the
+    method is then called with the same arguments, all by name."""
+    names: tuple[str, ...] | None = None
+
+    def adapted(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
+        nonlocal names
+        if not args:
+            return wrapper(wrapped, instance, args, kwargs)
+        if names is None:
+            parameters = inspect.signature(wrapped).parameters.values()
+            names = tuple(p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD)
+        named = names[: len(args)]
+        if len(args) > len(names) or any(name in kwargs for name in named):
+            return wrapped(*args, **kwargs)  # a call the method rejects: let it say so, untraced
+        return wrapper(wrapped, instance, (), {**dict(zip(named, args)), **kwargs})
+
+    return adapted
+
+
 class Patcher:
-    """Applies wrappers to `module:Class.method` targets and takes them off again."""
+    """Applies wrappers to `module:Class.method` (or `module:function`) targets and takes them off again."""
 
     def __init__(self) -> None:
         self._applied: list[tuple[Any, str, Any]] = []
+        self._generation = 0  # bumped by unwrap_all, so import hooks of an undone patcher do nothing
+
+    def wrap_on_import(self, module_name: str, target: str, wrapper: Callable[..., Any]) -> None:
+        """Wrap once `module_name` is imported (at once if it already is): a heavy SDK (transformers
+        pulls in torch) is never imported by thinkmeter itself."""
+        generation = self._generation
+
+        @dont_throw  # runs inside the host's import statement
+        def on_import(_module: Any) -> None:
+            if generation == self._generation:
+                self.wrap(module_name, target, wrapper)
+
+        wrapt.register_post_import_hook(on_import, module_name)
 
     def wrap(self, module_name: str, target: str, wrapper: Callable[..., Any]) -> None:
         """Wrap one method; a method this SDK version lacks is skipped (older SDKs miss some)."""
         try:
             module = importlib.import_module(module_name)
-            owner_name, method = target.rsplit(".", 1)
-            owner = getattr(module, owner_name)
+            owner_name, _, method = target.rpartition(".")
+            owner = getattr(module, owner_name) if owner_name else module
             original = owner.__dict__[method]
         except (ImportError, AttributeError, KeyError):
             return
+        if any(applied is owner and name == method for applied, name, _ in self._applied):
+            return  # one class re-exported under a second module path: wrap it once
         wrapt.wrap_function_wrapper(owner, method, wrapper)
         self._applied.append((owner, method, original))
 
     def unwrap_all(self) -> None:
+        self._generation += 1
         for owner, method, original in reversed(self._applied):
             setattr(owner, method, original)
         self._applied.clear()

@@ -123,5 +123,12 @@ class TracedAsyncStream(wrapt.ObjectProxy):
         finally:
             _finish(self._self_acc, None)
 
+    async def aclose(self) -> Any:
+        """Async generators (google-genai's streams) close with aclose()."""
+        try:
+            return await self.__wrapped__.aclose()
+        finally:
+            _finish(self._self_acc, None)
+
     def __del__(self) -> None:
         _finish(self._self_acc, None)

@@ -8,6 +8,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from thinkmeter.instrumentation._content import ContentCapture
 from thinkmeter.instrumentation._tags import current_tag_attributes
 from thinkmeter.pricing import PriceTable
 from thinkmeter.schemas import semconv as sc
@@ -54,6 +55,7 @@ def record_attributes(record: CallRecord) -> dict[str, Any]:
             attrs[key] = value
     attrs[sc.REASONING_SOURCE] = usage.reasoning_source.value
     attrs[sc.OUTPUT_SOURCE] = usage.output_source.value
+    attrs.update(record.attributes)
     return attrs
 
 
@@ -65,7 +67,7 @@ class Telemetry:
         tracer_provider: trace.TracerProvider | None,
         meter_provider: metrics.MeterProvider | None,
         prices: PriceTable,
-        capture_content: bool = False,
+        capture_content: ContentCapture | None = None,
     ) -> None:
         from thinkmeter import __version__
 
@@ -174,9 +176,13 @@ class Call:
         self.ended = True
         now = time.perf_counter()
         record = self.record
-        if record.stream:
-            self._set_stream_timings()
-        self.telemetry.finish(self.span, record, now - self.started, error)
+        try:
+            if record.stream:
+                self._set_stream_timings()
+            self.telemetry.finish(self.span, record, now - self.started, error)
+        except Exception:
+            self.span.end()  # figures that cannot be read must not leave the span open (never exported)
+            raise
 
     def _set_stream_timings(self) -> None:
         record, started = self.record, self.started

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from thinkmeter.instrumentation._content import ContentCapture, capture_input
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import given
 from thinkmeter.instrumentation._stream import TracedAsyncStream, TracedStream
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
-from thinkmeter.instrumentation.openai_chat import deliver_raw, raw_response_mode, start_call
-from thinkmeter.instrumentation.openai_usage import responses_usage
+from thinkmeter.instrumentation.openai_chat import capture_output, deliver_raw, raw_response_mode, start_call
+from thinkmeter.instrumentation.openai_usage import field, known_text, responses_usage
 from thinkmeter.schemas.record import CallRecord
 
 REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
@@ -41,6 +42,7 @@ class ResponsesSurface:
             max_tokens=given(kwargs.get("max_output_tokens")),
             reasoning_level=reasoning.get("effort") if isinstance(reasoning, dict) else None,
         )
+        capture_input(self.telemetry.capture_content, record, given(kwargs.get("input")), given(kwargs.get("instructions")))
         return start_call(self.telemetry, self.resolver, instance, record)
 
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
@@ -51,6 +53,7 @@ class ResponsesSurface:
             accumulator = ResponsesStreamAccumulator(call)
             return TracedAsyncStream(result, accumulator) if is_async else TracedStream(result, accumulator)
         read_response(call.record, result)
+        capture_response_output(self.telemetry.capture_content, call.record, result)
         call.finish()
         return result
 
@@ -66,14 +69,30 @@ class ResumedStreamSurface(ResponsesSurface):
 
 
 def read_response(record: CallRecord, response: Any) -> None:
-    record.response_model = response.model
-    record.response_id = response.id
-    incomplete = response.incomplete_details
-    reason = incomplete.reason if incomplete is not None else None
-    if reason or response.status not in (None, "queued", "in_progress"):
-        record.finish_reasons = (reason or response.status,)
+    record.response_model = known_text(response.model)
+    record.response_id = known_text(response.id)
+    reason = known_text(field(response.incomplete_details, "reason"))
+    status = known_text(response.status)
+    if reason or status not in (None, "queued", "in_progress"):
+        record.finish_reasons = (reason or status,)
     if response.usage is not None:
         record.usage = responses_usage(response.usage)
+
+
+def capture_response_output(content: ContentCapture | None, record: CallRecord, response: Any) -> None:
+    """gen_ai.output.messages of a Responses reply: its message items (text, refusals) and tool calls."""
+    if content is None:
+        return
+    finish = record.finish_reasons[0] if record.finish_reasons else None
+    capture_output(
+        content,
+        record,
+        lambda: [
+            (item.content, None, finish) if item.type == "message" else (None, [item], finish)
+            for item in response.output or ()
+            if item.type in ("message", "function_call")
+        ],
+    )
 
 
 class ResponsesStreamAccumulator:
@@ -102,3 +121,4 @@ class ResponsesStreamAccumulator:
     def on_end(self) -> None:
         if self.response is not None:
             read_response(self.call.record, self.response)
+            capture_response_output(self.call.telemetry.capture_content, self.call.record, self.response)

@@ -1,49 +1,165 @@
-"""Usage parsers for the OpenAI wire formats (also spoken by OpenAI-compatible servers)."""
+"""Usage parsers for the OpenAI wire formats, and what OpenAI-compatible servers do differently.
+
+One parser serves every server; the differences are small and explicit: a `ChatFlavour` per provider
+for what cannot be seen in the reply itself (xAI leaves reasoning out of completion_tokens), and
+extra fields read wherever they appear (DeepSeek's prompt_cache_hit_tokens, Groq's usage timings,
+OpenRouter's usage.cost, llama.cpp's `timings`). The SDK keeps unknown fields as extras, so they are
+read with getattr, or as dict keys where an extra holds a nested object (Groq's x_groq.usage).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from thinkmeter.schemas.record import Source, Usage
+from thinkmeter.instrumentation._estimate import estimate_reasoning, estimate_reasoning_from_text
+from thinkmeter.schemas import semconv as sc
+from thinkmeter.schemas.record import CallRecord, Source, Usage
 
 
-def _known(source: Any, name: str) -> int | None:
-    value = getattr(source, name, None) if source is not None else None
-    return value if isinstance(value, int) else None
+@dataclass(frozen=True, slots=True)
+class ChatFlavour:
+    # completion_tokens leave reasoning out, so output = completion + reasoning (total_tokens counts both).
+    reasoning_outside_completion: bool = False
+
+
+OPENAI_FLAVOUR = ChatFlavour()
+# Provider name -> how its chat usage differs from OpenAI's. Gemini's OpenAI-compatible endpoint, like
+# xAI, keeps thoughts out of completion_tokens.
+CHAT_FLAVOURS = {
+    "x_ai": ChatFlavour(reasoning_outside_completion=True),
+    "gcp.gemini": ChatFlavour(reasoning_outside_completion=True),
+}
+# Reasoning-text fields of OpenAI-compatible servers, in the order to check: vLLM (current), Groq and
+# OpenRouter say `reasoning`; DeepSeek, xAI, SGLang, llama.cpp and older vLLM `reasoning_content`.
+# vLLM sent both for a while, with the same text: the first non-empty one is the reasoning.
+REASONING_FIELDS = ("reasoning", "reasoning_content")
+# Server-side timings: Groq's usage fields (seconds) and llama.cpp's `timings` (milliseconds).
+GROQ_USAGE_TIMES = (
+    ("queue_time", sc.SERVER_QUEUE_TIME),
+    ("prompt_time", sc.SERVER_PROMPT_TIME),
+    ("completion_time", sc.SERVER_DECODE_TIME),
+    ("total_time", sc.SERVER_TOTAL_TIME),
+)
+LLAMA_CPP_TIMINGS_MS = (("prompt_ms", sc.SERVER_PROMPT_TIME), ("predicted_ms", sc.SERVER_DECODE_TIME))
+
+
+def chat_flavour(provider: str) -> ChatFlavour:
+    return CHAT_FLAVOURS.get(provider, OPENAI_FLAVOUR)
+
+
+def field(source: Any, name: str) -> Any:
+    """A field of an SDK object (declared or extra) or of a plain dict; None when absent."""
+    if source is None:
+        return None
+    if isinstance(source, dict):
+        return source.get(name)
+    return getattr(source, name, None)
+
+
+def known_text(value: Any) -> str | None:
+    """A reported name, id or reason; None when the reply carried something else in its place."""
+    return value if isinstance(value, str) else None
+
+
+def _count(source: Any, name: str) -> int | None:
+    """A reported count; None (unknown) when it cannot be one: not an int, negative, or past Int64."""
+    value = field(source, name)
+    return value if type(value) is int and 0 <= value < 2**63 else None
+
+
+def _number(source: Any, name: str) -> float | None:
+    value = field(source, name)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _source(value: int | None) -> Source:
     return Source.REPORTED if value is not None else Source.UNKNOWN
 
 
-def chat_usage(usage: Any) -> Usage:
-    """Chat Completions `usage`: completion_tokens include reasoning; prompt_tokens include cached."""
-    completion = usage.completion_tokens_details
-    prompt = usage.prompt_tokens_details
-    reasoning = _known(completion, "reasoning_tokens")
-    output = _known(usage, "completion_tokens")
+def reasoning_text(message: Any) -> str | None:
+    """The reasoning text an OpenAI-compatible server put on a message or a stream delta."""
+    extra = message.__pydantic_extra__
+    if extra:
+        for name in REASONING_FIELDS:
+            text = extra.get(name)
+            if text and isinstance(text, str):
+                return text
+    return None
+
+
+def chat_usage(usage: Any, flavour: ChatFlavour = OPENAI_FLAVOUR) -> Usage:
+    """Chat Completions `usage`: completion_tokens include reasoning (unless the flavour says not);
+    prompt_tokens include cached."""
+    completion = field(usage, "completion_tokens_details")
+    prompt = field(usage, "prompt_tokens_details")
+    reasoning = _count(completion, "reasoning_tokens")
+    output = _count(usage, "completion_tokens")
+    output_source = _source(output)
+    if flavour.reasoning_outside_completion and output is not None and reasoning is not None:
+        output += reasoning
+        output_source = Source.DERIVED
+    # DeepSeek: prompt_tokens = prompt_cache_hit_tokens + prompt_cache_miss_tokens.
+    cache_hit = _count(usage, "prompt_cache_hit_tokens")
+    input_tokens = _count(usage, "prompt_tokens")
+    if input_tokens is None and cache_hit is not None:
+        cache_miss = _count(usage, "prompt_cache_miss_tokens")
+        input_tokens = cache_hit + cache_miss if cache_miss is not None else None
+    cache_read = _count(prompt, "cached_tokens")
     return Usage(
-        input_tokens=_known(usage, "prompt_tokens"),
-        cache_read_tokens=_known(prompt, "cached_tokens"),
-        cache_write_tokens=_known(prompt, "cache_write_tokens"),
+        input_tokens=input_tokens,
+        cache_read_tokens=cache_read if cache_read is not None else cache_hit,
+        cache_write_tokens=_count(prompt, "cache_write_tokens"),
         output_tokens=output,
         reasoning_tokens=reasoning,
-        rejected_prediction_tokens=_known(completion, "rejected_prediction_tokens"),
-        output_source=_source(output),
+        rejected_prediction_tokens=_count(completion, "rejected_prediction_tokens"),
+        output_source=output_source,
         reasoning_source=_source(reasoning),
     )
+
+
+def read_chat_usage(record: CallRecord, usage: Any, timings: Any, reasoning_chars: int, visible_chars: int) -> None:
+    """Everything a chat reply's usage (and llama.cpp's `timings`) says, into the record.
+
+    `reasoning_chars` / `visible_chars`: how much reasoning and answer text the reply carried. A
+    server that returned reasoning text but no reasoning count (SGLang, llama.cpp, older vLLM), or a
+    count of 0 that its own text contradicts (vLLM with a reasoning template injected into the prompt),
+    gets reasoning = completion - tokens(answer text), marked estimated.
+    """
+    if usage is not None:
+        record.usage = chat_usage(usage, chat_flavour(record.provider))
+        cost = _number(usage, "cost")  # OpenRouter bills the call in its usage
+        if cost is not None:
+            record.cost_usd, record.cost_source = cost, "reported"
+        _set_seconds(record, usage, GROQ_USAGE_TIMES)
+    if timings is not None:
+        if record.usage.cache_read_tokens is None:
+            record.usage.cache_read_tokens = _count(timings, "cache_n")
+        _set_seconds(record, timings, LLAMA_CPP_TIMINGS_MS, 1e-3)
+    counted = record.usage
+    if reasoning_chars and counted.output_tokens is not None and not counted.reasoning_tokens:
+        estimate_reasoning(counted, visible_chars)
+        if not counted.reasoning_tokens:  # the answer estimate ate it all: fall back on the reasoning text
+            estimate_reasoning_from_text(counted, reasoning_chars)
+
+
+def _set_seconds(record: CallRecord, source: Any, names: tuple[tuple[str, str], ...], scale: float = 1.0) -> None:
+    for name, attribute in names:
+        value = _number(source, name)
+        if value is not None:
+            record.attributes[attribute] = value * scale
 
 
 def responses_usage(usage: Any) -> Usage:
     """Responses `usage`: output_tokens include reasoning; input_tokens include cached."""
     output = usage.output_tokens_details
     prompt = usage.input_tokens_details
-    reasoning = _known(output, "reasoning_tokens")
-    output_tokens = _known(usage, "output_tokens")
+    reasoning = _count(output, "reasoning_tokens")
+    output_tokens = _count(usage, "output_tokens")
     return Usage(
-        input_tokens=_known(usage, "input_tokens"),
-        cache_read_tokens=_known(prompt, "cached_tokens"),
-        cache_write_tokens=_known(prompt, "cache_write_tokens"),
+        input_tokens=_count(usage, "input_tokens"),
+        cache_read_tokens=_count(prompt, "cached_tokens"),
+        cache_write_tokens=_count(prompt, "cache_write_tokens"),
         output_tokens=output_tokens,
         reasoning_tokens=reasoning,
         output_source=_source(output_tokens),

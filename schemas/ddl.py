@@ -107,16 +107,12 @@ def schema_files(
     return files
 
 
-def render(
-    cluster: str | None = None, database: str = "default", ttl_days: int | None = None
-) -> list[tuple[str, str]]:
+def render(cluster: str | None = None, database: str = "default", ttl_days: int | None = None) -> list[tuple[str, str]]:
     """(file name, statement) pairs in apply order, one statement each (for clickhouse-connect command())."""
     return [(f.name, s) for f in schema_files(cluster, database, ttl_days) for s in f.statements]
 
 
-def ttl_statements(
-    cluster: str | None = None, database: str = "default", ttl_days: int = 30
-) -> list[tuple[str, str]]:
+def ttl_statements(cluster: str | None = None, database: str = "default", ttl_days: int = 30) -> list[tuple[str, str]]:
     """(table, ALTER ... MODIFY TTL) for every table that takes a TTL: sets it on tables created without one."""
     _renderer(cluster, database, ttl_days)  # validates the arguments
     on_cluster = f"ON CLUSTER {quote_identifier(cluster)} " if cluster else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Source(str, Enum):
@@ -77,3 +77,7 @@ class CallRecord(BaseModel):
     cost_source: str | None = None  # "price_table" or "reported" (the provider billed it in the reply)
 
     error_type: str | None = None
+
+    # Figures a provider or engine reports beyond the common ones (server-side timings, KV-cache
+    # bytes), keyed by their semconv attribute name: span attributes only, no column of their own.
+    attributes: dict[str, float | int | str] = Field(default_factory=dict)

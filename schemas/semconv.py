@@ -45,6 +45,22 @@ COST_USD: Final = "thinkmeter.cost.usd"
 REASONING_COST_USD: Final = "thinkmeter.cost.reasoning_usd"
 COST_SOURCE: Final = "thinkmeter.cost.source"
 
+# Server-side timings an engine reports in its reply, seconds (Groq `usage.*_time`, llama.cpp
+# `timings.*_ms`): queueing, prompt processing (prefill), token generation (decode), all of it.
+SERVER_QUEUE_TIME: Final = "thinkmeter.server.queue_time_s"
+SERVER_PROMPT_TIME: Final = "thinkmeter.server.prompt_time_s"
+SERVER_DECODE_TIME: Final = "thinkmeter.server.decode_time_s"
+SERVER_TOTAL_TIME: Final = "thinkmeter.server.total_time_s"
+# Ollama's own durations (reported in nanoseconds, stored in seconds); load is the model (re)load.
+OLLAMA_LOAD_DURATION: Final = "thinkmeter.ollama.load_duration_s"
+OLLAMA_PROMPT_EVAL_DURATION: Final = "thinkmeter.ollama.prompt_eval_duration_s"
+OLLAMA_EVAL_DURATION: Final = "thinkmeter.ollama.eval_duration_s"
+OLLAMA_TOTAL_DURATION: Final = "thinkmeter.ollama.total_duration_s"
+# KV cache an in-process generate() call held at its end: bytes of its key/value tensors, and token
+# positions (sequences x cached length) they cover.
+KV_CACHE_BYTES: Final = "thinkmeter.kv_cache.bytes"
+KV_CACHE_TOKENS: Final = "thinkmeter.kv_cache.tokens"
+
 # Attribution from thinkmeter.tags(...)
 TENANT: Final = "thinkmeter.tenant"
 USER: Final = "thinkmeter.user"

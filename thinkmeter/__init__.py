@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from thinkmeter.instrumentation._tags import tags
 
@@ -44,7 +44,10 @@ def instrument(
     data_dir: str | Path | None = None,
     price_file: str | Path | None = None,
     capture_content: bool | None = None,
+    content_max_chars: int | None = None,
+    redact: Callable[[str], str] | None = None,
     providers: dict[str, str] | None = None,
+    **unknown: Any,
 ) -> list[str]:
     """Trace every call of the installed LLM SDKs; returns the SDKs it patched.
 
@@ -54,6 +57,9 @@ def instrument(
     `exporter`: "clickhouse" (default: embedded chDB under data_dir, or `clickhouse_url`),
     "otlp" (OTEL_EXPORTER_OTLP_* variables) or "none" (your provider exports).
     `providers` maps "host" or "host:port" of a base URL to a provider name (e.g. {"gpu-box:8000": "vllm"}).
+    `capture_content` records prompts and completions (off by default); `redact` (str -> str) runs on
+    every text first and `content_max_chars` bounds each of the two attributes.
+    A bad setting (unknown keyword included) is logged and leaves the application running untraced.
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         logger.info("thinkmeter: OTEL_SDK_DISABLED=true, not instrumenting")
@@ -70,7 +76,10 @@ def instrument(
                 data_dir=Path(data_dir) if data_dir is not None else None,
                 price_file=Path(price_file) if price_file is not None else None,
                 capture_content=capture_content,
+                content_max_chars=content_max_chars,
+                redact=redact,
                 providers=providers,
+                **unknown,
             )
         except Exception as error:
             # A configuration mistake must not take the application down: say it once, run untraced.
@@ -85,12 +94,14 @@ def _instrument_locked(tracer_provider: Any, meter_provider: Any, **options: Any
 
     from thinkmeter.config import Settings
     from thinkmeter.instrumentation import instrument_installed
+    from thinkmeter.instrumentation._content import ContentCapture
     from thinkmeter.instrumentation._endpoints import EndpointResolver
     from thinkmeter.instrumentation._patch import Patcher
     from thinkmeter.instrumentation._telemetry import Telemetry
     from thinkmeter.pricing import PriceTable
 
     settings = Settings.from_env(**options)
+    prices = PriceTable.load(settings.price_file)  # a bad price file stops here, before anything is set up
     if tracer_provider is None:
         tracer_provider = trace.get_tracer_provider()
         if isinstance(tracer_provider, ProxyTracerProvider):  # nobody set one: ours becomes global
@@ -108,12 +119,8 @@ def _instrument_locked(tracer_provider: Any, meter_provider: Any, **options: Any
         tracer_provider.add_span_processor(processor)
         _state.processor = processor
         atexit.register(flush)
-    telemetry = Telemetry(
-        tracer_provider,
-        meter_provider,
-        PriceTable.load(settings.price_file),
-        capture_content=settings.capture_content,
-    )
+    content = ContentCapture(settings.content_max_chars, settings.redact) if settings.capture_content else None
+    telemetry = Telemetry(tracer_provider, meter_provider, prices, capture_content=content)
     patcher = Patcher()
     _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
     _state.patcher = patcher

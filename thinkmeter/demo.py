@@ -6,6 +6,7 @@ holds against what was sent, then prints the report.
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import sys
 import threading
@@ -18,7 +19,7 @@ import thinkmeter
 from thinkmeter.config import Settings
 from thinkmeter.pricing import PriceTable
 from thinkmeter.schemas.record import Usage
-from thinkmeter.simulator import Scenario, TrafficMix, start_simulator
+from thinkmeter.simulator import Reply, Scenario, TrafficMix, start_simulator
 
 STREAM_SHARE = 0.6
 RESPONSES_SHARE = 0.4
@@ -53,6 +54,33 @@ def plan(calls: int, seed: int) -> list[Planned]:
         api = "responses" if rng.random() < RESPONSES_SHARE else "chat"
         planned.append(Planned(tags, scenario, api, rng.random() < STREAM_SHARE))
     return planned
+
+
+def _serve(time_scale: float, conn: Any) -> None:
+    with start_simulator(time_scale=time_scale) as simulator:
+        conn.send(simulator.port)
+        conn.recv()  # the demo is done
+        conn.send(simulator.replies)
+
+
+class SimulatorProcess:
+    """The simulator in a process of its own, so the demo's client threads cannot delay its clock
+    (they would, sharing one interpreter lock) and the timings it plays stay exact."""
+
+    def __init__(self, time_scale: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(time_scale, child), daemon=True)
+        self._process.start()
+        self.port: int = self._conn.recv()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self) -> list[Reply]:
+        """Stop serving; returns the ground truth of every call served."""
+        self._conn.send("stop")
+        replies = self._conn.recv()
+        self._process.join(timeout=30)
+        return replies
 
 
 def _call(client: Any, call: Planned) -> bool:
@@ -110,27 +138,28 @@ def run(settings: Settings, calls: int, concurrency: int, time_scale: float, see
     import openai
 
     planned = plan(calls, seed)
-    with start_simulator(time_scale=time_scale) as simulator:
-        thinkmeter.instrument(
-            exporter="clickhouse",
-            clickhouse_url=settings.clickhouse_url,
-            data_dir=settings.data_dir,
-            providers={f"127.0.0.1:{simulator.port}": "openai"},
-        )
-        client = openai.OpenAI(base_url=simulator.base_url, api_key="demo", max_retries=0)
-        progress = Progress(calls)
-        started = time.monotonic()
+    simulator = SimulatorProcess(time_scale)
+    thinkmeter.instrument(
+        exporter="clickhouse",
+        clickhouse_url=settings.clickhouse_url,
+        data_dir=settings.data_dir,
+        providers={f"127.0.0.1:{simulator.port}": "openai"},
+    )
+    client = openai.OpenAI(base_url=simulator.base_url, api_key="demo", max_retries=0)
+    progress = Progress(calls)
+    started = time.monotonic()
 
-        def one(call: Planned) -> bool:
-            ok = _call(client, call)
-            progress.step()
-            return ok
+    def one(call: Planned) -> bool:
+        ok = _call(client, call)
+        progress.step()
+        return ok
 
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            outcomes = list(pool.map(one, planned))
-        result = DemoResult(calls=calls, failed_calls=outcomes.count(False), seconds=time.monotonic() - started)
-        thinkmeter.flush(timeout_s=60)
-        verify(settings, simulator.replies, result)
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        outcomes = list(pool.map(one, planned))
+    result = DemoResult(calls=calls, failed_calls=outcomes.count(False), seconds=time.monotonic() - started)
+    replies = simulator.stop()
+    thinkmeter.flush(timeout_s=60)
+    verify(settings, replies, result)
     return result
 
 

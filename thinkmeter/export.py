@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -28,11 +28,12 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from thinkmeter.config import Settings
 from thinkmeter.spool import TRACE_COLUMN_NAMES, ingest_spool, insert_batch, new_batch_id, pending_batches, write_batch
-from thinkmeter.store import StoreBusy, ensure_schema, open_client, store_database, store_label, store_session
+from thinkmeter.store import StoreBusy, embedded_store, ensure_schema, open_client, store_database, store_label
 
 log = logging.getLogger(__name__)
 
 _SHUTDOWN_JOIN_S = 30.0
+_SHUTDOWN_LOCK_WAIT_S = 2.0
 _EXPONENT_ZERO = re.compile(r"e([+-])0(\d)")
 
 # ------------------------------------------------------------------------------------ attribute encoding
@@ -145,7 +146,8 @@ class _EmbeddedSink:
         if not pending_batches(self._settings.spool_dir):
             return True
         try:
-            with store_session(self._settings, lock_timeout_s) as client:
+            with embedded_store(self._settings, lock_timeout_s) as client:
+                ensure_schema(client, self._settings)
                 ingest_spool(client, self._settings.spool_dir)
         except StoreBusy:
             return False  # spooled batches are safe; whoever gets the store next ingests them
@@ -178,7 +180,7 @@ class _ServerSink:
     def _failed(self) -> None:
         # Back off so an unreachable server costs one attempt per interval, not one per batch.
         self._failures += 1
-        backoff = min(self._MAX_BACKOFF_S, self._settings.flush_interval_s * 2**self._failures)
+        backoff = min(self._MAX_BACKOFF_S, self._settings.flush_interval_s * 2 ** min(self._failures, 16))
         self._retry_at = time.monotonic() + backoff
         self.close()
 
@@ -240,10 +242,9 @@ class ClickHouseSpanProcessor(SpanProcessor):
         self._failing = False
         self._start_worker()
         weak_self = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (p := weak_self()) and p._start_worker())
+        os.register_at_fork(after_in_child=lambda: _restart_in_child(weak_self()))
 
     def _start_worker(self) -> None:
-        # Also runs in a forked child: the parent's queued spans are the parent's to export.
         self._queue: deque[ReadableSpan] = deque()
         self._wake = threading.Event()
         self._requests_lock = threading.Lock()
@@ -301,8 +302,12 @@ class ClickHouseSpanProcessor(SpanProcessor):
             with self._requests_lock:
                 requests, self._requests = self._requests, []
             stopping = self._stopping
-            # A periodic flush never waits for the store; force_flush waits until its deadline.
-            lock_timeout = max(0.0, min(r.deadline for r in requests) - time.monotonic()) if requests else 0.0
+            # A periodic flush never waits for the store; force_flush waits until its deadline and
+            # shutdown briefly (a process exiting while another one flushes should still get in).
+            if requests:
+                lock_timeout = max(0.0, min(r.deadline for r in requests) - time.monotonic())
+            else:
+                lock_timeout = _SHUTDOWN_LOCK_WAIT_S if stopping else 0.0
             complete = self._export_pending(lock_timeout)
             for request in requests:
                 request.complete = complete
@@ -331,15 +336,8 @@ class ClickHouseSpanProcessor(SpanProcessor):
         if self._failing:
             log.info("thinkmeter: span export to the %s works again", store_label(self._settings))
             self._failing = False
-        self._end_drop_episode()
+        self._dropping = False  # the queue has room again: the next drop starts a new episode (and log line)
         return complete
-
-    def _end_drop_episode(self) -> None:
-        with self._drop_lock:
-            if not self._dropping:
-                return
-            self._dropping = False
-        log.warning("thinkmeter: export queue drained; %d spans dropped in total so far", self._dropped)
 
     # ---- SpanProcessor API
 
@@ -355,7 +353,7 @@ class ClickHouseSpanProcessor(SpanProcessor):
         return request.done.wait(timeout_s) and request.complete
 
     def shutdown(self) -> None:
-        """Write everything queued to the store, or to the spool if the store is busy; then stop."""
+        """Write everything queued to the store, or to the spool if another process keeps it; then stop."""
         if self._stopping:
             return
         self._stopping = True
@@ -363,6 +361,13 @@ class ClickHouseSpanProcessor(SpanProcessor):
         self._worker.join(_SHUTDOWN_JOIN_S)
         if isinstance(self._sink, _ServerSink):
             self._sink.close()
+
+
+def _restart_in_child(processor: ClickHouseSpanProcessor | None) -> None:
+    # A forked child (pre-fork servers) gets its own empty queue and export thread; the parent's queued
+    # spans are the parent's to export.
+    if processor is not None and not processor._stopping:
+        processor._start_worker()
 
 
 def build_span_processor(settings: Settings) -> SpanProcessor | None:

@@ -35,6 +35,9 @@ class Price:
             input_rate, output_rate = entry["input"], entry["output"]
         except KeyError as missing:
             raise ValueError(f"price entry {entry} lacks {missing}; 'input' and 'output' are required") from None
+        rates = [input_rate, output_rate, *(entry.get(k, 0) for k in ("cache_read", "cache_write", "reasoning"))]
+        if not all(isinstance(r, (int, float)) and not isinstance(r, bool) and r >= 0 for r in rates):
+            raise ValueError(f"price entry {entry}: rates must be non-negative numbers (USD per million tokens)")
         return cls(
             input=input_rate,
             output=output_rate,
@@ -64,7 +67,12 @@ class PriceTable:
                 user = json.loads(Path(override_file).read_text())
             except (OSError, ValueError) as exc:
                 raise ValueError(f"cannot read price file {override_file}: {exc}") from exc
-            entries.update(user.get("models", user))
+            user = user.get("models", user) if isinstance(user, dict) else None
+            if not isinstance(user, dict) or not all(isinstance(e, dict) for e in user.values()):
+                raise ValueError(
+                    f"price file {override_file} is not like {{\"models\": {{\"<model>\": {{\"input\": 1.25, \"output\": 10}}}}}}"
+                )
+            entries.update(user)
         return cls({name.lower(): Price.from_per_million(entry) for name, entry in entries.items()})
 
     def lookup(self, model: str | None) -> Price | None:

@@ -23,8 +23,9 @@ from urllib.parse import unquote, urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from thinkmeter.config import Settings
+from thinkmeter.config import Settings, redacted_url
 from thinkmeter.schemas.ddl import quote_identifier, schema_files, ttl_statements
+from thinkmeter.spool import ingest_spool
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def server_client_args(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
-            f"clickhouse_url {url!r} is not a ClickHouse HTTP URL; use http(s)://user:password@host:port/database"
+            f"clickhouse_url {redacted_url(url)} is not a ClickHouse HTTP URL; use http(s)://user:password@host:port/database"
         )
     args: dict[str, Any] = {
         "host": parts.hostname,
@@ -99,9 +100,8 @@ class SchemaAction:
 
 def applied_schema_files(client: Client, database: str = "default") -> dict[str, str]:
     """{file name: checksum} recorded in thinkmeter_schema_migrations."""
-    result = client.query(
-        f"SELECT name, argMax(checksum, applied_at) FROM {quote_identifier(database)}.thinkmeter_schema_migrations GROUP BY name"
-    )
+    table = f"{quote_identifier(database)}.thinkmeter_schema_migrations"
+    result = client.query(f"SELECT name, argMax(checksum, applied_at) FROM {table} GROUP BY name")
     return dict(result.result_rows)
 
 
@@ -269,10 +269,12 @@ def embedded_store(settings: Settings, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
 
 @contextmanager
 def store_session(settings: Settings, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[Client]:
-    """A client on the configured store with the schema in place: the server, or the locked embedded store."""
+    """A client on the configured store with the schema in place: the server, or the locked embedded store
+    (with the spans waiting in the spool ingested)."""
     if not settings.clickhouse_url:
         with embedded_store(settings, timeout_s) as client:
             ensure_schema(client, settings)
+            _ingest_waiting_spans(client, settings)
             yield client
         return
     client = open_client(settings)
@@ -283,10 +285,15 @@ def store_session(settings: Settings, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S)
         client.close()
 
 
-def query_rows(
-    settings: Settings, sql: str, parameters: Mapping[str, Any] | None = None
-) -> list[dict[str, Any]]:
+def _ingest_waiting_spans(client: Client, settings: Settings) -> None:
+    """The spool is the embedded store's inbox: whoever opens the store brings it up to date first."""
+    try:
+        ingest_spool(client, settings.spool_dir)
+    except Exception as exc:  # reading must still work; the batches stay spooled
+        log.warning("thinkmeter: could not ingest spooled spans from %s: %s", settings.spool_dir, exc)
+
+
+def query_rows(settings: Settings, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Run one read query on the configured store; rows as dicts keyed by column name."""
     with store_session(settings) as client:
-        result = client.query(sql, parameters=dict(parameters or {}))
-        return [dict(zip(result.column_names, row)) for row in result.result_rows]
+        return list(client.query(sql, parameters=dict(parameters or {})).named_results())

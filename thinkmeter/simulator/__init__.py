@@ -1,5 +1,7 @@
 """A loopback simulator of reasoning-model APIs with a known ground truth for every reply.
 
+Example:
+
     with start_simulator(time_scale=0.01) as sim:
         client = OpenAI(base_url=sim.base_url, api_key="x", max_retries=0)
         tags, scenario = TrafficMix(seed=1).draw()

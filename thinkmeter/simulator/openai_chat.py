@@ -1,5 +1,15 @@
 """OpenAI Chat Completions (`POST /v1/chat/completions`), plus the reasoning-text field of
-OpenAI-compatible servers (vLLM, DeepSeek, SGLang) when `SimOptions.reasoning_field` is set.
+OpenAI-compatible servers (vLLM, DeepSeek, SGLang) when `SimOptions.reasoning_field` is set, and their
+usage dialects when `SimOptions.chat_flavour` is:
+
+- "deepseek": `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens` instead of prompt_tokens_details;
+- "xai": completion_tokens leave reasoning out (total_tokens = prompt + completion + reasoning);
+- "groq": usage carries queue/prompt/completion/total times (seconds); a stream carries its usage only
+  in the last content chunk's `x_groq.usage`, whatever stream_options say;
+- "openrouter": usage carries the billed `cost` (see `openrouter_cost`); a stream always ends with it;
+- "llama.cpp": bare usage counts plus a `timings` object (prompt_n, cache_n, predicted_n, *_ms).
+
+A scenario with `reasoning_reported=False` leaves the reasoning count out (SGLang, older vLLM).
 
 OpenAI itself never streams reasoning text here: thinking shows only as a long wait between the role
 chunk and the first content delta.
@@ -37,7 +47,51 @@ def _read(request: Request) -> Ask:
     )
 
 
-def _usage(scenario: Scenario) -> dict[str, Any]:
+# What the simulated OpenRouter bills, USD per input token and per output token.
+OPENROUTER_USD_PER_TOKEN = (0.5e-6, 2e-6)
+
+
+def openrouter_cost(scenario: Scenario) -> float:
+    input_price, output_price = OPENROUTER_USD_PER_TOKEN
+    return scenario.input_tokens * input_price + scenario.output_tokens * output_price
+
+
+def _usage(scenario: Scenario, flavour: str) -> dict[str, Any]:
+    if flavour == "llama.cpp":
+        total = scenario.input_tokens + scenario.output_tokens
+        return {"prompt_tokens": scenario.input_tokens, "completion_tokens": scenario.output_tokens, "total_tokens": total}
+    usage = _openai_usage(scenario)
+    if not scenario.reasoning_reported:
+        del usage["completion_tokens_details"]["reasoning_tokens"]
+    if flavour == "deepseek":
+        del usage["prompt_tokens_details"]
+        usage["prompt_cache_hit_tokens"] = scenario.cached_input_tokens
+        usage["prompt_cache_miss_tokens"] = scenario.input_tokens - scenario.cached_input_tokens
+    elif flavour == "xai":
+        usage["completion_tokens"] = scenario.visible_tokens
+    elif flavour == "groq":
+        usage.update(
+            queue_time=0.0,
+            prompt_time=scenario.prefill_s,
+            completion_time=scenario.end_s - scenario.prefill_s,
+            total_time=scenario.end_s,
+        )
+    elif flavour == "openrouter":
+        usage["cost"] = openrouter_cost(scenario)
+    return usage
+
+
+def _llama_cpp_timings(scenario: Scenario) -> dict[str, Any]:
+    return {
+        "cache_n": scenario.cached_input_tokens,
+        "prompt_n": scenario.input_tokens - scenario.cached_input_tokens,
+        "prompt_ms": scenario.prefill_s * 1000,
+        "predicted_n": scenario.output_tokens,
+        "predicted_ms": (scenario.end_s - scenario.prefill_s) * 1000,
+    }
+
+
+def _openai_usage(scenario: Scenario) -> dict[str, Any]:
     return {
         "prompt_tokens": scenario.input_tokens,
         "completion_tokens": scenario.output_tokens,
@@ -60,9 +114,11 @@ def _render(request: Request, reply: Reply) -> Plan:
     scenario = reply.scenario
     reasoning_field = request.options.reasoning_field
     reasoning_count = scenario.reasoning_text_tokens if reasoning_field else 0
+    flavour = request.options.chat_flavour
     if reply.ask.stream:
         stream_options = request.json().get("stream_options") or {}
-        chunks = _chunks(reply, reasoning_field, reasoning_count, bool(stream_options.get("include_usage")))
+        include_usage = bool(stream_options.get("include_usage"))
+        chunks = _chunks(reply, reasoning_field, reasoning_count, include_usage, flavour)
         return Plan(stream=True, content_type="text/event-stream", emits=chunks)
     message: dict[str, Any] = {
         "role": "assistant",
@@ -78,15 +134,24 @@ def _render(request: Request, reply: Reply) -> Plan:
         "created": int(reply.arrival_unix),
         "model": reply.model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": scenario.finish_reason}],
-        "usage": _usage(scenario),
+        "usage": _usage(scenario, flavour),
         "service_tier": "default",
         "system_fingerprint": None,
     }
-    return Plan(stream=False, content_type="application/json", emits=[Emit(scenario.end_s, dumps(body), scenario.visible_tokens)])
+    if flavour == "llama.cpp":
+        body["timings"] = _llama_cpp_timings(scenario)
+    return Plan(
+        stream=False,
+        content_type="application/json",
+        emits=[Emit(scenario.end_s, dumps(body), scenario.visible_tokens)],
+    )
 
 
-def _chunks(reply: Reply, reasoning_field: str | None, reasoning_count: int, include_usage: bool) -> Iterator[Emit]:
+def _chunks(
+    reply: Reply, reasoning_field: str | None, reasoning_count: int, include_usage: bool, flavour: str
+) -> Iterator[Emit]:
     scenario = reply.scenario
+    usage_chunk = (include_usage or flavour == "openrouter") and flavour != "groq"
     base: dict[str, Any] = {
         "id": reply.id,
         "object": "chat.completion.chunk",
@@ -95,12 +160,12 @@ def _chunks(reply: Reply, reasoning_field: str | None, reasoning_count: int, inc
         "service_tier": "default",
         "system_fingerprint": None,
     }
-    if include_usage:
+    if usage_chunk:
         base["usage"] = None  # every chunk but the last carries a null usage
 
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return sse({**base, "choices": [choice]})
+        return sse({**base, "choices": [choice], **extra})
 
     yield Emit(scenario.prefill_s, chunk({"role": "assistant", "content": "", "refusal": None}))
     if reasoning_field:
@@ -108,9 +173,14 @@ def _chunks(reply: Reply, reasoning_field: str | None, reasoning_count: int, inc
             yield Emit(scenario.reasoning_text_at(index), chunk({reasoning_field: word}))
     for index, word in enumerate(answer_words(scenario.visible_tokens)):
         yield Emit(scenario.visible_at(index), chunk({"content": word}), 1)
-    yield Emit(scenario.end_s, chunk({}, scenario.finish_reason))
-    if include_usage:
-        yield Emit(scenario.end_s, sse({**base, "choices": [], "usage": _usage(scenario)}))
+    last: dict[str, Any] = {}
+    if flavour == "groq":
+        last["x_groq"] = {"id": f"req_{reply.id}", "usage": _usage(scenario, flavour)}
+    elif flavour == "llama.cpp":
+        last["timings"] = _llama_cpp_timings(scenario)
+    yield Emit(scenario.end_s, chunk({}, scenario.finish_reason, **last))
+    if usage_chunk:
+        yield Emit(scenario.end_s, sse({**base, "choices": [], "usage": _usage(scenario, flavour)}))
     yield Emit(scenario.end_s, b"data: [DONE]\n\n")
 
 

@@ -36,15 +36,16 @@ def _render(request: Request, reply: Reply) -> Plan:
     stream = reply.ask.stream if request.method == "POST" else request.query.get("stream") == "true"
     if not stream:
         body = _response(reply, _final_status(reply.scenario), _output(reply, done=True))
-        return Plan(stream=False, content_type="application/json", emits=[Emit(reply.scenario.end_s, dumps(body), reply.scenario.visible_tokens)])
-    starting_after = request.query.get("starting_after")
-    if starting_after is None:
-        return Plan(stream=True, content_type="text/event-stream", emits=_events(reply))
+        return Plan(
+            stream=False,
+            content_type="application/json",
+            emits=[Emit(reply.scenario.end_s, dumps(body), reply.scenario.visible_tokens)],
+        )
     try:
-        after = int(starting_after)
+        starting_after = int(request.query.get("starting_after", -1))
     except ValueError:
         raise BadRequest("starting_after must be an integer") from None
-    return Plan(stream=True, content_type="text/event-stream", emits=_events(reply, after))
+    return Plan(stream=True, content_type="text/event-stream", emits=_events(reply, starting_after))
 
 
 def _final_status(scenario: Scenario) -> str:
@@ -135,65 +136,67 @@ def _response(reply: Reply, status: str, output: list[dict[str, Any]]) -> dict[s
     }
 
 
+_Timed = tuple[float, dict[str, Any], int]  # (simulated seconds, event, visible tokens carried)
+
+
 def _events(reply: Reply, starting_after: int = -1) -> Iterator[Emit]:
     """The full event stream, numbered from 0; events up to `starting_after` are skipped."""
-    sequence = 0
-    for at_s, event, visible in _timeline(reply):
+    for sequence, (at_s, event, visible) in enumerate(_timeline(reply)):
         if sequence > starting_after:
             event["sequence_number"] = sequence
             yield Emit(at_s, sse(event, event["type"]), visible)
-        sequence += 1
 
 
-def _timeline(reply: Reply) -> Iterator[tuple[float, dict[str, Any], int]]:
+def _event(at_s: float, kind: str, visible: int = 0, /, **fields: Any) -> _Timed:
+    return at_s, {"type": "response." + kind, **fields}, visible
+
+
+def _timeline(reply: Reply) -> Iterator[_Timed]:
     scenario = reply.scenario
-    start, thought = scenario.prefill_s, scenario.first_visible_s
+    start, thought, end = scenario.prefill_s, scenario.first_visible_s, scenario.end_s
     snapshot = _response(reply, "in_progress", [])
-    yield start, {"type": "response.created", "response": snapshot}, 0
-    yield start, {"type": "response.in_progress", "response": snapshot}, 0
-    output_index = 0
+    yield _event(start, "created", response=snapshot)
+    yield _event(start, "in_progress", response=snapshot)
+    index = 0
     if scenario.reasoning_tokens:
-        yield from _reasoning_events(reply, output_index)
-        output_index += 1
+        yield from _reasoning_events(reply, index)
+        index += 1
     if scenario.visible_tokens:
-        message_id = _ids(reply)[1]
-        where = {"item_id": message_id, "output_index": output_index, "content_index": 0}
-        yield thought, {"type": "response.output_item.added", "output_index": output_index, "item": _message_item(reply, done=False)}, 0
-        yield thought, {"type": "response.content_part.added", **where, "part": _output_text(reply, done=False)}, 0
-        for index, word in enumerate(answer_words(scenario.visible_tokens)):
-            yield scenario.visible_at(index), {"type": "response.output_text.delta", **where, "delta": word, "logprobs": []}, 1
-        end = scenario.end_s
+        where: dict[str, Any] = {"item_id": _ids(reply)[1], "output_index": index, "content_index": 0}
+        yield _event(thought, "output_item.added", output_index=index, item=_message_item(reply, done=False))
+        yield _event(thought, "content_part.added", **where, part=_output_text(reply, done=False))
+        for position, word in enumerate(answer_words(scenario.visible_tokens)):
+            yield _event(scenario.visible_at(position), "output_text.delta", 1, **where, delta=word, logprobs=[])
         done_text = _output_text(reply, done=True)
-        yield end, {"type": "response.output_text.done", **where, "text": done_text["text"], "logprobs": []}, 0
-        yield end, {"type": "response.content_part.done", **where, "part": done_text}, 0
-        yield end, {"type": "response.output_item.done", "output_index": output_index, "item": _message_item(reply, done=True)}, 0
+        yield _event(end, "output_text.done", **where, text=done_text["text"], logprobs=[])
+        yield _event(end, "content_part.done", **where, part=done_text)
+        yield _event(end, "output_item.done", output_index=index, item=_message_item(reply, done=True))
     status = _final_status(scenario)
-    final = _response(reply, status, _output(reply, done=True))
-    yield scenario.end_s, {"type": "response." + status, "response": final}, 0
+    yield _event(end, status, response=_response(reply, status, _output(reply, done=True)))
 
 
-def _reasoning_events(reply: Reply, output_index: int) -> Iterator[tuple[float, dict[str, Any], int]]:
+def _reasoning_events(reply: Reply, index: int) -> Iterator[_Timed]:
     scenario = reply.scenario
     start, thought = scenario.prefill_s, scenario.first_visible_s
-    item_id = _ids(reply)[0]
-    yield start, {"type": "response.output_item.added", "output_index": output_index, "item": _reasoning_item(reply, done=False)}, 0
+    yield _event(start, "output_item.added", output_index=index, item=_reasoning_item(reply, done=False))
     count = scenario.reasoning_text_tokens
     text = "".join(reasoning_words(count))
+    item_id = _ids(reply)[0]
     if scenario.reasoning_text == "summary" and count:
-        where: dict[str, Any] = {"item_id": item_id, "output_index": output_index, "summary_index": 0}
-        yield start, {"type": "response.reasoning_summary_part.added", **where, "part": {"type": "summary_text", "text": ""}}, 0
-        for index, word in enumerate(reasoning_words(count)):
-            yield scenario.reasoning_text_at(index), {"type": "response.reasoning_summary_text.delta", **where, "delta": word}, 0
-        yield thought, {"type": "response.reasoning_summary_text.done", **where, "text": text}, 0
-        yield thought, {"type": "response.reasoning_summary_part.done", **where, "part": {"type": "summary_text", "text": text}}, 0
+        where: dict[str, Any] = {"item_id": item_id, "output_index": index, "summary_index": 0}
+        yield _event(start, "reasoning_summary_part.added", **where, part={"type": "summary_text", "text": ""})
+        for position, word in enumerate(reasoning_words(count)):
+            yield _event(scenario.reasoning_text_at(position), "reasoning_summary_text.delta", **where, delta=word)
+        yield _event(thought, "reasoning_summary_text.done", **where, text=text)
+        yield _event(thought, "reasoning_summary_part.done", **where, part={"type": "summary_text", "text": text})
     elif scenario.reasoning_text == "raw" and count:
-        where = {"item_id": item_id, "output_index": output_index, "content_index": 0}
-        yield start, {"type": "response.content_part.added", **where, "part": {"type": "reasoning_text", "text": ""}}, 0
-        for index, word in enumerate(reasoning_words(count)):
-            yield scenario.reasoning_text_at(index), {"type": "response.reasoning_text.delta", **where, "delta": word}, 0
-        yield thought, {"type": "response.reasoning_text.done", **where, "text": text}, 0
-        yield thought, {"type": "response.content_part.done", **where, "part": {"type": "reasoning_text", "text": text}}, 0
-    yield thought, {"type": "response.output_item.done", "output_index": output_index, "item": _reasoning_item(reply, done=True)}, 0
+        where = {"item_id": item_id, "output_index": index, "content_index": 0}
+        yield _event(start, "content_part.added", **where, part={"type": "reasoning_text", "text": ""})
+        for position, word in enumerate(reasoning_words(count)):
+            yield _event(scenario.reasoning_text_at(position), "reasoning_text.delta", **where, delta=word)
+        yield _event(thought, "reasoning_text.done", **where, text=text)
+        yield _event(thought, "content_part.done", **where, part={"type": "reasoning_text", "text": text})
+    yield _event(thought, "output_item.done", output_index=index, item=_reasoning_item(reply, done=True))
 
 
 ROUTES = (

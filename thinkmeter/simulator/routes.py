@@ -27,6 +27,10 @@ class SimOptions(BaseModel):
     # OpenAI-compatible chat servers that stream reasoning text: vLLM/Groq/OpenRouter use
     # `reasoning`, DeepSeek/SGLang/llama.cpp (and vLLM before the rename) `reasoning_content`.
     reasoning_field: Literal["reasoning", "reasoning_content"] | None = None
+    # How an OpenAI-compatible chat server words its usage (see simulator/openai_chat.py): DeepSeek's
+    # cache hit/miss counts, xAI's reasoning outside completion_tokens, Groq's timings and x_groq usage,
+    # OpenRouter's billed cost, llama.cpp's `timings`.
+    chat_flavour: Literal["openai", "deepseek", "xai", "groq", "openrouter", "llama.cpp"] = "openai"
 
 
 class BadRequest(Exception):

@@ -40,26 +40,30 @@ class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str | None = None  # None: the model named in the request
-    input_tokens: int = Field(100, ge=0)  # all input, cache reads and writes included
-    cached_input_tokens: int = Field(0, ge=0)
-    cache_write_tokens: int = Field(0, ge=0)
-    reasoning_tokens: int = Field(0, ge=0)
-    visible_tokens: int = Field(20, ge=0)
+    input_tokens: int = Field(default=100, ge=0)  # all input, cache reads and writes included
+    cached_input_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
+    reasoning_tokens: int = Field(default=0, ge=0)
+    visible_tokens: int = Field(default=20, ge=0)
     # Reasoning text the server streams: none, a short summary, or every reasoning token.
     reasoning_text: Literal["hidden", "summary", "raw"] = "summary"
+    # False: the usage carries no reasoning count (older APIs and servers); clients must derive it.
+    reasoning_reported: bool = True
     finish_reason: Literal["stop", "length", "content_filter"] = "stop"
-    prefill_s: float = Field(0.2, ge=0)
-    thinking_s: float = Field(0.0, ge=0)
-    visible_tokens_per_s: float = Field(50.0, gt=0)
+    prefill_s: float = Field(default=0.2, ge=0)
+    thinking_s: float = Field(default=0.0, ge=0)
+    visible_tokens_per_s: float = Field(default=50.0, gt=0)
     # Failure modes: reply with this HTTP status at prefill_s, or drop the connection when the next
     # chunk would carry visible token number disconnect_after_visible + 1.
-    error_status: int | None = Field(None, ge=400, le=599)
-    disconnect_after_visible: int | None = Field(None, ge=0)
+    error_status: int | None = Field(default=None, ge=400, le=599)
+    disconnect_after_visible: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _cache_within_input(self) -> Scenario:
         if self.cached_input_tokens + self.cache_write_tokens > self.input_tokens:
-            raise ValueError("cached_input_tokens + cache_write_tokens must not exceed input_tokens (input includes them)")
+            raise ValueError(
+                "cached_input_tokens + cache_write_tokens must not exceed input_tokens (input includes them)"
+            )
         return self
 
     @property

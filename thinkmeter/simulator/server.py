@@ -17,12 +17,18 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from . import openai_chat, openai_responses
+from . import anthropic, gemini, ollama, openai_chat, openai_responses
 from .routes import Ask, BadRequest, Plan, Reply, Request, Route, SimOptions, dumps
 from .scenario import SCENARIO_HEADER, Scenario
 from .traffic import derived_scenario
 
-ROUTES: tuple[Route, ...] = (*openai_chat.ROUTES, *openai_responses.ROUTES)
+ROUTES: tuple[Route, ...] = (
+    *openai_chat.ROUTES,
+    *openai_responses.ROUTES,
+    *anthropic.ROUTES,
+    *gemini.ROUTES,
+    *ollama.ROUTES,
+)
 
 _FLUSH_EVERY = 256  # chunks already due are coalesced into one write, up to this many
 _MAX_HEADER_BYTES = 64 * 1024
@@ -64,7 +70,9 @@ class Simulator:
     def __enter__(self) -> Simulator:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def _run(self, started: concurrent.futures.Future[int]) -> None:
@@ -129,7 +137,10 @@ class Simulator:
             headers[name.strip().lower()] = value.strip()
         if "chunked" in headers.get("transfer-encoding", "").lower():
             raise BadRequest("send the request body with a content-length; chunked request bodies are not supported")
-        length = int(headers.get("content-length") or 0)
+        try:
+            length = int(headers.get("content-length") or 0)
+        except ValueError:
+            raise BadRequest(f"invalid content-length {headers['content-length']!r}") from None
         body = await reader.readexactly(length) if length else b""
         path, _, query = target.partition("?")
         return Request(method, unquote(path), dict(parse_qsl(query)), headers, body, self.options)
@@ -142,25 +153,35 @@ class Simulator:
         try:
             route = self._route(request)
             ask = route.read(request)
+            resumed = ask.resume_id is not None
             if ask.resume_id is not None:
-                reply = self._by_id.get(ask.resume_id)
-                if reply is None or reply.route != route.name or reply.outcome == "error":
-                    raise BadRequest(f"No response found with id '{ask.resume_id}'.", 404)
-                return await self._play(writer, route.render(request, reply), reply, resumed=True) and keep_alive
-            reply = self._record(route, request, ask, arrival, arrival_unix)
-            status = reply.scenario.error_status
-            if status is not None:
-                await _sleep_until(arrival + reply.scenario.prefill_s * self.time_scale)
-                reply.outcome = "error"
-                reply.first_chunk_sent_s = time.monotonic() - arrival
-                message = f"Simulated error: the scenario for {reply.id} asked for HTTP {status}."
-                await self._send_error(writer, route, status, message, keep_alive=keep_alive)
-                return keep_alive
+                reply = self._resumable(route, ask.resume_id)
+            else:
+                reply = self._record(route, request, ask, arrival, arrival_unix)
+                if reply.scenario.error_status is not None:
+                    await self._fail(writer, route, reply, keep_alive=keep_alive)
+                    return keep_alive
             plan = route.render(request, reply)
         except BadRequest as exc:
             await self._send_error(writer, route, exc.status, str(exc), keep_alive=keep_alive)
             return keep_alive
-        return await self._play(writer, plan, reply, resumed=False) and keep_alive
+        return await self._play(writer, plan, reply, resumed=resumed) and keep_alive
+
+    def _resumable(self, route: Route, reply_id: str) -> Reply:
+        reply = self._by_id.get(reply_id)
+        if reply is None or reply.route != route.name or reply.outcome == "error":
+            raise BadRequest(f"No response found with id '{reply_id}'.", 404)
+        return reply
+
+    async def _fail(self, writer: asyncio.StreamWriter, route: Route, reply: Reply, *, keep_alive: bool) -> None:
+        """Answer with the scenario's HTTP error status once its prefill time has passed."""
+        await _sleep_until(reply.arrival + reply.scenario.prefill_s * self.time_scale)
+        reply.outcome = "error"
+        reply.first_chunk_sent_s = time.monotonic() - reply.arrival
+        status = reply.scenario.error_status
+        assert status is not None
+        message = f"Simulated error: the scenario for {reply.id} asked for HTTP {status}."
+        await self._send_error(writer, route, status, message, keep_alive=keep_alive)
 
     def _route(self, request: Request) -> Route:
         allowed = False
@@ -290,7 +311,9 @@ async def _sleep_until(deadline: float) -> None:
         await asyncio.sleep(delay)
 
 
-def _head(status: int, content_type: str, request_id: str | None, *, length: int | None = None, keep_alive: bool = True) -> bytes:
+def _head(
+    status: int, content_type: str, request_id: str | None, *, length: int | None = None, keep_alive: bool = True
+) -> bytes:
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:  # e.g. Anthropic's 529 Overloaded

@@ -52,7 +52,7 @@ class Pareto:
 
     @property
     def p95(self) -> float:
-        return self.scale * 0.05 ** (-1 / self.alpha)
+        return self.scale * math.pow(0.05, -1 / self.alpha)
 
 
 @dataclass(frozen=True)
@@ -89,17 +89,32 @@ MODELS = {
 }
 
 TASK_CLASSES = (
-    TaskClass("lookup", 0.35, LogNormal(120, 0.8), LogNormal(30, 0.6), LogNormal(400, 0.7), 0.3,
-              ("support-bot", "search"), {"gpt-5-mini": 5, "o4-mini": 4, "gpt-5": 1, UNPRICED_MODEL: 0.5}),
-    TaskClass("summarize", 0.25, LogNormal(350, 0.7), LogNormal(120, 0.5), LogNormal(4_000, 0.8), 0.6,
-              ("doc-summary", "support-bot"), {"gpt-5-mini": 5, "o4-mini": 3, "gpt-5": 2, UNPRICED_MODEL: 0.5}),
-    TaskClass("code", 0.18, LogNormal(1_500, 1.0), LogNormal(250, 0.7), LogNormal(2_500, 0.8), 0.5,
-              ("code-review", "ide-assist"), {"gpt-5": 5, "o4-mini": 3, "gpt-5-mini": 2, UNPRICED_MODEL: 0.5}),
-    TaskClass("math", 0.12, LogNormal(3_500, 1.1), LogNormal(80, 0.6), LogNormal(250, 0.6), 0.1,
-              ("analytics", "tutor"), {"o4-mini": 5, "gpt-5": 4, "gpt-5-mini": 1, UNPRICED_MODEL: 0.5}),
-    TaskClass("agentic-plan", 0.10, Pareto(1_500, 1.2), LogNormal(150, 0.6), LogNormal(9_000, 0.6), 0.8,
-              ("planner", "ide-assist"), {"gpt-5": 6, "o4-mini": 2, "gpt-5-mini": 1, UNPRICED_MODEL: 0.5}),
-)
+    TaskClass(
+        "lookup", weight=0.35, reasoning=LogNormal(120, 0.8), visible=LogNormal(30, 0.6), input=LogNormal(400, 0.7),
+        cache_hit_probability=0.3, features=("support-bot", "search"),
+        models={"gpt-5-mini": 5, "o4-mini": 4, "gpt-5": 1, UNPRICED_MODEL: 0.5},
+    ),
+    TaskClass(
+        "summarize", weight=0.25, reasoning=LogNormal(350, 0.7), visible=LogNormal(120, 0.5),
+        input=LogNormal(4_000, 0.8), cache_hit_probability=0.6, features=("doc-summary", "support-bot"),
+        models={"gpt-5-mini": 5, "o4-mini": 3, "gpt-5": 2, UNPRICED_MODEL: 0.5},
+    ),
+    TaskClass(
+        "code", weight=0.18, reasoning=LogNormal(1_500, 1.0), visible=LogNormal(250, 0.7),
+        input=LogNormal(2_500, 0.8), cache_hit_probability=0.5, features=("code-review", "ide-assist"),
+        models={"gpt-5": 5, "o4-mini": 3, "gpt-5-mini": 2, UNPRICED_MODEL: 0.5},
+    ),
+    TaskClass(
+        "math", weight=0.12, reasoning=LogNormal(3_500, 1.1), visible=LogNormal(80, 0.6), input=LogNormal(250, 0.6),
+        cache_hit_probability=0.1, features=("analytics", "tutor"),
+        models={"o4-mini": 5, "gpt-5": 4, "gpt-5-mini": 1, UNPRICED_MODEL: 0.5},
+    ),
+    TaskClass(
+        "agentic-plan", weight=0.10, reasoning=Pareto(1_500, 1.2), visible=LogNormal(150, 0.6),
+        input=LogNormal(9_000, 0.6), cache_hit_probability=0.8, features=("planner", "ide-assist"),
+        models={"gpt-5": 6, "o4-mini": 2, "gpt-5-mini": 1, UNPRICED_MODEL: 0.5},
+    ),
+)  # fmt: skip
 
 # tenant -> (share of traffic, number of users); users within a tenant follow a Zipf-like law.
 TENANTS = {"acme": (0.45, 12), "globex": (0.25, 8), "initech": (0.15, 6), "umbrella": (0.10, 4), "hooli": (0.05, 3)}
@@ -150,7 +165,8 @@ def _scenario(
         input_tokens = max(1, round(task.input.draw(rng)))
     cached = cache_write = 0
     if input_tokens >= _CACHE_MIN_TOKENS:
-        prefix = _CACHE_MIN_TOKENS + _CACHE_STEP_TOKENS * int(rng.uniform(0.5, 0.95) * (input_tokens - _CACHE_MIN_TOKENS) / _CACHE_STEP_TOKENS)
+        steps = int(rng.uniform(0.5, 0.95) * (input_tokens - _CACHE_MIN_TOKENS) / _CACHE_STEP_TOKENS)
+        prefix = _CACHE_MIN_TOKENS + _CACHE_STEP_TOKENS * steps
         if rng.random() < task.cache_hit_probability:
             cached = prefix
         else:
@@ -179,7 +195,7 @@ def _scenario(
 
 
 def _pick(rng: random.Random, weighted: Iterable[tuple[Any, float]]) -> Any:
-    choices, weights = zip(*weighted)
+    choices, weights = zip(*weighted, strict=True)
     return rng.choices(choices, weights=weights)[0]
 
 

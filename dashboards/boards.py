@@ -1,0 +1,751 @@
+"""The five thinkmeter dashboards: spend and tokens, reasoning, latency, engines and GPUs, outliers."""
+
+from __future__ import annotations
+
+from thinkmeter.alerts.rules import ENGINE_KV_CACHE_USAGE, ENGINE_PREEMPTIONS, ENGINE_REQUESTS_WAITING, AlertSettings
+from thinkmeter.dashboards.model import (
+    CustomVariable,
+    Dashboard,
+    Format,
+    Panel,
+    Query,
+    QueryVariable,
+    Row,
+    Threshold,
+)
+from thinkmeter.dashboards.sql import (
+    CALL_VARIABLES,
+    CALLS_WHERE,
+    RAW_BUCKET,
+    RAW_WHERE,
+    ROLLUP_BUCKET,
+    ROLLUP_WHERE,
+    by_range,
+    call_filters,
+    trace_link,
+    variable_query,
+)
+
+TABLE = Format.TABLE
+ENGINE_REQUESTS_RUNNING = "thinkmeter.engine.requests.running"
+ENGINE_PREFIX_CACHE_HIT_RATE = "thinkmeter.engine.prefix_cache.hit_rate"
+ENGINE_GENERATION_TOKENS_RATE = "thinkmeter.engine.generation_tokens.rate"
+GPU_UTILIZATION = "hw.gpu.utilization"
+GPU_MEMORY_USAGE = "hw.gpu.memory.usage"
+GPU_MEMORY_LIMIT = "hw.gpu.memory.limit"
+GPU_POWER = "hw.power"
+# Span attribute set at request start on calls to a self-hosted engine (collectors/context.py).
+SPAN_KV_CACHE_USAGE = "thinkmeter.engine.kv_cache.usage"
+
+
+def _unit(field: str, unit: str) -> dict[str, object]:
+    return {"matcher": {"id": "byName", "options": field}, "properties": [{"id": "unit", "value": unit}]}
+
+
+def _right_axis(field: str, unit: str) -> dict[str, object]:
+    return {
+        "matcher": {"id": "byRegexp", "options": f".*{field}.*"},
+        "properties": [{"id": "unit", "value": unit}, {"id": "custom.axisPlacement", "value": "right"}],
+    }
+
+
+CALL_VARIABLE_LIST = tuple(QueryVariable(name, label, variable_query(column)) for name, label, column in CALL_VARIABLES)
+
+# Columns summed by both branches, so ratios are taken after the branches are combined. Raw: a share
+# counts the calls whose reasoning (or reasoning cost) is known. Rollup: it counts the hourly groups
+# in which every call's reasoning (and cost) is known. Unknown never counts as 0.
+_RAW_SUMS = """sum(cost_usd) AS spend, sum(reasoning_cost_usd) AS reasoning_spend,
+    sum(reasoning_cost_usd) AS spend_share_num, sumIf(cost_usd, reasoning_cost_usd IS NOT NULL) AS spend_share_den,
+    sum(reasoning_tokens) AS token_share_num, sumIf(output_tokens, reasoning_tokens IS NOT NULL) AS token_share_den"""
+_ROLLUP_SUMS = """sum(cost_usd) AS spend, sum(reasoning_cost_usd) AS reasoning_spend,
+    sumIf(reasoning_cost_usd, unknown_cost_calls = 0 AND unknown_reasoning_calls = 0) AS spend_share_num,
+    sumIf(cost_usd, unknown_cost_calls = 0 AND unknown_reasoning_calls = 0) AS spend_share_den,
+    sumIf(reasoning_tokens, unknown_reasoning_calls = 0 AND unknown_output_calls = 0) AS token_share_num,
+    sumIf(output_tokens, unknown_reasoning_calls = 0 AND unknown_output_calls = 0) AS token_share_den"""
+_SHARES = """sum(spend_share_num) / nullIf(sum(spend_share_den), 0) AS reasoning_share_of_spend,
+    sum(token_share_num) / nullIf(sum(token_share_den), 0) AS reasoning_share_of_output"""
+# Calls with usage but no price. The rollup counts calls without a cost and calls without output
+# tokens; a call without output tokens has no cost either.
+_RAW_UNPRICED = "countIf(cost_usd IS NULL AND output_tokens IS NOT NULL)"
+_ROLLUP_UNPRICED = "sum(if(unknown_cost_calls > unknown_output_calls, unknown_cost_calls - unknown_output_calls, 0))"
+
+
+# ------------------------------------------------------------------------------------------------ spend
+
+
+def _spend_totals() -> Query:
+    raw = f"SELECT {_RAW_SUMS},\n    count() AS calls, {_RAW_UNPRICED} AS unpriced\nFROM llm_calls WHERE {RAW_WHERE}"
+    rollup = f"SELECT {_ROLLUP_SUMS},\n    sum(calls) AS calls, {_ROLLUP_UNPRICED} AS unpriced\nFROM llm_calls_hourly WHERE {ROLLUP_WHERE}"
+    outer = f"""sum(spend) AS spend_usd, sum(reasoning_spend) AS reasoning_spend_usd,
+    {_SHARES},
+    sum(calls) AS calls, sum(unpriced) AS unpriced_calls"""
+    return Query(
+        by_range(raw, rollup, outer),
+        ("spend_usd", "reasoning_spend_usd", "reasoning_share_of_spend", "reasoning_share_of_output", "calls", "unpriced_calls"),
+        TABLE,
+        picks_rollup=True,
+    )
+
+
+def _spend_by_model_over_time() -> Query:
+    raw = f"SELECT {RAW_BUCKET} AS time, model, sum(cost_usd) AS spend FROM llm_calls WHERE {RAW_WHERE} GROUP BY time, model"
+    rollup = f"SELECT {ROLLUP_BUCKET} AS time, model, sum(cost_usd) AS spend FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY time, model"
+    return Query(
+        by_range(raw, rollup, "time, model, sum(spend) AS spend_usd", "GROUP BY time, model ORDER BY time"),
+        ("time", "model", "spend_usd"),
+        picks_rollup=True,
+    )
+
+
+def _spend_by(column: str) -> Query:
+    raw = f"SELECT {column}, sum(cost_usd) AS spend, sum(reasoning_cost_usd) AS reasoning_spend FROM llm_calls WHERE {RAW_WHERE} GROUP BY {column}"
+    rollup = (
+        f"SELECT {column}, sum(cost_usd) AS spend, sum(reasoning_cost_usd) AS reasoning_spend "
+        f"FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY {column}"
+    )
+    outer = f"if({column} = '', '(none)', {column}) AS {column}, sum(spend) AS spend_usd, sum(reasoning_spend) AS reasoning_spend_usd"
+    return Query(
+        by_range(raw, rollup, outer, f"GROUP BY {column} ORDER BY spend_usd DESC LIMIT 15"),
+        (column, "spend_usd", "reasoning_spend_usd"),
+        TABLE,
+        picks_rollup=True,
+    )
+
+
+def _tokens_over_time() -> Query:
+    sums = (
+        "sum(input_tokens) AS input, sum(cache_read_tokens) AS cache_read, "
+        "sum(visible_output_tokens) AS visible, sum(reasoning_tokens) AS reasoning"
+    )
+    raw = f"SELECT {RAW_BUCKET} AS time, {sums} FROM llm_calls WHERE {RAW_WHERE} GROUP BY time"
+    rollup = f"SELECT {ROLLUP_BUCKET} AS time, {sums} FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY time"
+    outer = (
+        "time, sum(input) AS input_tokens, sum(cache_read) AS cache_read_tokens, "
+        "sum(visible) AS visible_output_tokens, sum(reasoning) AS reasoning_tokens"
+    )
+    return Query(
+        by_range(raw, rollup, outer, "GROUP BY time ORDER BY time"),
+        ("time", "input_tokens", "cache_read_tokens", "visible_output_tokens", "reasoning_tokens"),
+        picks_rollup=True,
+    )
+
+
+def _shares_over_time() -> Query:
+    raw = f"SELECT {RAW_BUCKET} AS time, {_RAW_SUMS} FROM llm_calls WHERE {RAW_WHERE} GROUP BY time"
+    rollup = f"SELECT {ROLLUP_BUCKET} AS time, {_ROLLUP_SUMS} FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY time"
+    return Query(
+        by_range(raw, rollup, f"time, {_SHARES}", "GROUP BY time ORDER BY time"),
+        ("time", "reasoning_share_of_spend", "reasoning_share_of_output"),
+        picks_rollup=True,
+    )
+
+
+def _unpriced_over_time() -> Query:
+    raw = (
+        f"SELECT {RAW_BUCKET} AS time, model, count() AS unpriced FROM llm_calls "
+        f"WHERE {RAW_WHERE} AND cost_usd IS NULL AND output_tokens IS NOT NULL GROUP BY time, model"
+    )
+    rollup = (
+        f"SELECT {ROLLUP_BUCKET} AS time, model, {_ROLLUP_UNPRICED} AS unpriced FROM llm_calls_hourly "
+        f"WHERE {ROLLUP_WHERE} AND unknown_cost_calls > unknown_output_calls GROUP BY time, model"
+    )
+    return Query(
+        by_range(raw, rollup, "time, model, sum(unpriced) AS unpriced_calls", "GROUP BY time, model ORDER BY time"),
+        ("time", "model", "unpriced_calls"),
+        picks_rollup=True,
+    )
+
+
+def _unpriced_models() -> Query:
+    raw = (
+        f"SELECT provider, model, {_RAW_UNPRICED} AS unpriced, sumIf(output_tokens, cost_usd IS NULL) AS output "
+        f"FROM llm_calls WHERE {RAW_WHERE} GROUP BY provider, model"
+    )
+    rollup = (
+        f"SELECT provider, model, {_ROLLUP_UNPRICED} AS unpriced, sumIf(output_tokens, unknown_cost_calls > 0) AS output "
+        f"FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY provider, model"
+    )
+    outer = "provider, model, sum(unpriced) AS unpriced_calls, sum(output) AS output_tokens"
+    return Query(
+        by_range(raw, rollup, outer, "GROUP BY provider, model HAVING unpriced_calls > 0 ORDER BY unpriced_calls DESC"),
+        ("provider", "model", "unpriced_calls", "output_tokens"),
+        TABLE,
+        picks_rollup=True,
+    )
+
+
+def _top_spenders() -> Query:
+    sql = f"""SELECT tenant, user, count() AS calls, sum(cost_usd) AS spend_usd, sum(reasoning_cost_usd) AS reasoning_spend_usd,
+    sum(reasoning_tokens) AS reasoning_tokens,
+    sum(reasoning_tokens) / nullIf(sumIf(output_tokens, reasoning_tokens IS NOT NULL), 0) AS reasoning_share_of_output
+FROM llm_calls WHERE {CALLS_WHERE}
+GROUP BY tenant, user ORDER BY spend_usd DESC LIMIT 20"""
+    return Query(
+        sql,
+        ("tenant", "user", "calls", "spend_usd", "reasoning_spend_usd", "reasoning_tokens", "reasoning_share_of_output"),
+        TABLE,
+    )
+
+
+def spend_dashboard() -> Dashboard:
+    usd, share = "currencyUSD", "percentunit"
+    bars = [
+        Panel(
+            f"Spend by {label.lower()}",
+            "barchart",
+            (_spend_by(column),),
+            description=f"Spend and the part of it paid for hidden reasoning, per {label.lower()}. Calls without a price are not counted here.",
+            unit=usd,
+            width=6,
+            options={"xField": column},
+        )
+        for label, column in (("Model", "model"), ("Feature", "feature"), ("Tenant", "tenant"), ("Task class", "task_class"))
+    ]
+    return Dashboard(
+        uid="thinkmeter-spend",
+        title="thinkmeter / Spend and tokens",
+        description="What LLM calls cost and how much of it is hidden reasoning. Ranges over 2 days read the hourly rollup.",
+        variables=CALL_VARIABLE_LIST,
+        items=(
+            Panel(
+                "Totals",
+                "stat",
+                (_spend_totals(),),
+                description="Spend of calls with a known price; reasoning shares count only calls (or hourly groups) whose reasoning is known; unpriced calls have usage but no price.",
+                width=24,
+                height=4,
+                overrides=(
+                    _unit("spend_usd", usd),
+                    _unit("reasoning_spend_usd", usd),
+                    _unit("reasoning_share_of_spend", share),
+                    _unit("reasoning_share_of_output", share),
+                    _unit("calls", "short"),
+                    _unit("unpriced_calls", "short"),
+                ),
+            ),
+            Row("Over time"),
+            Panel("Spend by model", "timeseries", (_spend_by_model_over_time(),), unit=usd, stacked=True),
+            Panel(
+                "Hidden reasoning share",
+                "timeseries",
+                (_shares_over_time(),),
+                description="Reasoning tokens / output tokens, and reasoning cost / cost.",
+                unit=share,
+                field_defaults={"min": 0, "max": 1},
+            ),
+            Panel(
+                "Tokens",
+                "timeseries",
+                (_tokens_over_time(),),
+                description="Input tokens include cache reads; output = visible + reasoning.",
+                unit="short",
+            ),
+            Panel(
+                "Calls to models without a price",
+                "timeseries",
+                (_unpriced_over_time(),),
+                description="Their spend is unknown, not 0: add the model to a price file.",
+                unit="short",
+                stacked=True,
+            ),
+            Row("Breakdowns"),
+            *bars,
+            Panel("Models without a price", "table", (_unpriced_models(),), width=12),
+            Panel(
+                "Top spenders",
+                "table",
+                (_top_spenders(),),
+                description="Tenants and users by spend (reads llm_calls at every range: the rollup has no user).",
+                width=12,
+                overrides=(_unit("spend_usd", usd), _unit("reasoning_spend_usd", usd), _unit("reasoning_share_of_output", share)),
+            ),
+        ),
+    )
+
+
+# -------------------------------------------------------------------------------------------- reasoning
+
+
+def _class_percentiles() -> Query:
+    raw = f"""SELECT task_class, countIf(reasoning_tokens IS NOT NULL) AS known,
+    quantilesTDigest(0.5, 0.95, 0.99)(reasoning_tokens) AS q, max(reasoning_tokens) AS top
+FROM llm_calls WHERE {RAW_WHERE} GROUP BY task_class"""
+    rollup = f"""SELECT task_class, sum(calls) - sum(unknown_reasoning_calls) AS known,
+    arrayMap(i -> quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(reasoning_tokens_q)[i], [1, 3, 4]) AS q, NULL AS top
+FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY task_class"""
+    outer = """if(task_class = '', '(none)', task_class) AS task_class, known AS calls_with_reasoning,
+    round(q[1]) AS reasoning_p50, round(q[2]) AS reasoning_p95, round(q[3]) AS reasoning_p99, top AS reasoning_max"""
+    return Query(
+        by_range(raw, rollup, outer, "WHERE known > 0 ORDER BY reasoning_p95 DESC"),
+        ("task_class", "calls_with_reasoning", "reasoning_p50", "reasoning_p95", "reasoning_p99", "reasoning_max"),
+        TABLE,
+        picks_rollup=True,
+    )
+
+
+def _class_p95_over_time() -> Query:
+    raw = f"SELECT {RAW_BUCKET} AS time, task_class, quantileTDigest(0.95)(reasoning_tokens) AS p95 FROM llm_calls WHERE {RAW_WHERE} AND reasoning_tokens IS NOT NULL GROUP BY time, task_class"
+    rollup = (
+        f"SELECT {ROLLUP_BUCKET} AS time, task_class, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(reasoning_tokens_q)[3] AS p95 "
+        f"FROM llm_calls_hourly WHERE {ROLLUP_WHERE} AND calls > unknown_reasoning_calls GROUP BY time, task_class"
+    )
+    return Query(
+        by_range(raw, rollup, "time, task_class, round(p95) AS reasoning_p95", "ORDER BY time"),
+        ("time", "task_class", "reasoning_p95"),
+        picks_rollup=True,
+    )
+
+
+def _reasoning_heatmap() -> Query:
+    # Buckets are powers of two; each bucket is named by its upper bound, as the heatmap reads it.
+    sql = f"""SELECT {RAW_BUCKET} AS time,
+    toString(toUInt64(pow(2, ceil(log2(greatest(reasoning_tokens, 1)))))) AS le,
+    count() AS calls
+FROM llm_calls WHERE {CALLS_WHERE} AND reasoning_tokens IS NOT NULL
+GROUP BY time, le ORDER BY time"""
+    return Query(sql, ("time", "le", "calls"))
+
+
+def _effort_vs_reasoning() -> Query:
+    sql = f"""SELECT if(reasoning_level = '', '(not set)', reasoning_level) AS effort,
+    ifNull(toString(thinking_budget_tokens), '(none)') AS thinking_budget,
+    count() AS calls,
+    round(quantileTDigest(0.5)(reasoning_tokens)) AS reasoning_p50,
+    round(quantileTDigest(0.95)(reasoning_tokens)) AS reasoning_p95,
+    quantileTDigest(0.95)(reasoning_tokens / thinking_budget_tokens) AS budget_used_p95,
+    countIf(has(finish_reasons, 'length')) / count() AS stopped_by_length
+FROM llm_calls WHERE {CALLS_WHERE}
+GROUP BY effort, thinking_budget ORDER BY effort, thinking_budget"""
+    return Query(
+        sql,
+        ("effort", "thinking_budget", "calls", "reasoning_p50", "reasoning_p95", "budget_used_p95", "stopped_by_length"),
+        TABLE,
+    )
+
+
+def _effort_over_time() -> Query:
+    sql = f"""SELECT {RAW_BUCKET} AS time, if(reasoning_level = '', '(not set)', reasoning_level) AS effort,
+    round(quantileTDigest(0.95)(reasoning_tokens)) AS reasoning_p95
+FROM llm_calls WHERE {CALLS_WHERE} AND reasoning_tokens IS NOT NULL
+GROUP BY time, effort ORDER BY time"""
+    return Query(sql, ("time", "effort", "reasoning_p95"))
+
+
+def _overthinking() -> Query:
+    sql = f"""SELECT task_class, model, count() AS calls,
+    round(quantileTDigest(0.5)(reasoning_tokens)) AS reasoning_p50,
+    round(quantileTDigest(0.5)(visible_output_tokens)) AS visible_p50,
+    sum(reasoning_tokens) / nullIf(sumIf(visible_output_tokens, reasoning_tokens IS NOT NULL), 0) AS reasoning_per_visible_token,
+    sum(reasoning_cost_usd) / nullIf(sumIf(cost_usd, reasoning_cost_usd IS NOT NULL), 0) AS reasoning_share_of_spend
+FROM llm_calls WHERE {CALLS_WHERE} AND reasoning_tokens IS NOT NULL
+GROUP BY task_class, model ORDER BY reasoning_per_visible_token DESC LIMIT 30"""
+    return Query(
+        sql,
+        ("task_class", "model", "calls", "reasoning_p50", "visible_p50", "reasoning_per_visible_token", "reasoning_share_of_spend"),
+        TABLE,
+    )
+
+
+def _cost_tail() -> Query:
+    raw = f"""SELECT task_class, countIf(cost_usd IS NOT NULL) AS priced, quantilesTDigest(0.5, 0.95, 0.99)(cost_usd) AS q
+FROM llm_calls WHERE {RAW_WHERE} GROUP BY task_class"""
+    rollup = f"""SELECT task_class, sum(calls) - sum(unknown_cost_calls) AS priced,
+    arrayMap(i -> quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(cost_usd_q)[i], [1, 3, 4]) AS q
+FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY task_class"""
+    outer = """if(task_class = '', '(none)', task_class) AS task_class, priced AS priced_calls,
+    q[1] AS cost_p50_usd, q[2] AS cost_p95_usd, q[3] AS cost_p99_usd, q[3] / nullIf(q[1], 0) AS p99_over_p50"""
+    return Query(
+        by_range(raw, rollup, outer, "WHERE priced > 0 ORDER BY cost_p99_usd DESC"),
+        ("task_class", "priced_calls", "cost_p50_usd", "cost_p95_usd", "cost_p99_usd", "p99_over_p50"),
+        TABLE,
+        picks_rollup=True,
+    )
+
+
+def _cost_p99_over_time() -> Query:
+    raw = f"SELECT {RAW_BUCKET} AS time, task_class, quantileTDigest(0.99)(cost_usd) AS p99 FROM llm_calls WHERE {RAW_WHERE} AND cost_usd IS NOT NULL GROUP BY time, task_class"
+    rollup = (
+        f"SELECT {ROLLUP_BUCKET} AS time, task_class, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(cost_usd_q)[4] AS p99 "
+        f"FROM llm_calls_hourly WHERE {ROLLUP_WHERE} AND calls > unknown_cost_calls GROUP BY time, task_class"
+    )
+    return Query(
+        by_range(raw, rollup, "time, task_class, p99 AS cost_p99_usd", "ORDER BY time"),
+        ("time", "task_class", "cost_p99_usd"),
+        picks_rollup=True,
+    )
+
+
+def reasoning_dashboard() -> Dashboard:
+    usd = "currencyUSD"
+    return Dashboard(
+        uid="thinkmeter-reasoning",
+        title="thinkmeter / Reasoning",
+        description="How many hidden reasoning tokens each kind of task takes, what was asked for, and where it overthinks.",
+        variables=CALL_VARIABLE_LIST,
+        items=(
+            Panel(
+                "Reasoning tokens per task class",
+                "table",
+                (_class_percentiles(),),
+                description="Percentiles over calls whose reasoning is known (t-digest; the rollup keeps no maximum).",
+                width=12,
+            ),
+            Panel("Reasoning tokens p95 by task class", "timeseries", (_class_p95_over_time(),), unit="short", width=12),
+            Panel(
+                "Reasoning tokens per call",
+                "heatmap",
+                (_reasoning_heatmap(),),
+                description="Calls per power-of-two bucket of reasoning tokens (bucket named by its upper bound).",
+                width=24,
+                options={
+                    "calculate": False,
+                    "rowsFrame": {"layout": "le"},
+                    "yAxis": {"axisPlacement": "left", "unit": "short", "axisLabel": "reasoning tokens"},
+                    "color": {"mode": "scheme", "scheme": "Oranges", "exponent": 0.5, "steps": 64, "fill": "dark"},
+                    "cellGap": 1,
+                    "tooltip": {"mode": "single", "yHistogram": True},
+                    "legend": {"show": True},
+                },
+                field_defaults={"displayName": "${__field.labels.le}"},
+            ),
+            Row("Asked vs used"),
+            Panel(
+                "Effort or budget asked vs reasoning used",
+                "table",
+                (_effort_vs_reasoning(),),
+                description="Requested reasoning effort / thinking budget against the reasoning tokens spent; budget_used_p95 is reasoning / budget.",
+                width=14,
+                overrides=(_unit("budget_used_p95", "percentunit"), _unit("stopped_by_length", "percentunit")),
+            ),
+            Panel("Reasoning p95 by effort", "timeseries", (_effort_over_time(),), unit="short", width=10),
+            Panel(
+                "Overthinking signals",
+                "table",
+                (_overthinking(),),
+                description="Classes with short visible answers but many reasoning tokens per visible token are overthinking: "
+                "try a lower effort or a thinking budget for them.",
+                width=24,
+                overrides=(_unit("reasoning_share_of_spend", "percentunit"),),
+            ),
+            Row("Cost tail"),
+            Panel("Cost per request tail by task class", "table", (_cost_tail(),), width=12,
+                  overrides=tuple(_unit(f"cost_{q}_usd", usd) for q in ("p50", "p95", "p99"))),  # fmt: skip
+            Panel("Cost per request p99 by task class", "timeseries", (_cost_p99_over_time(),), unit=usd, width=12),
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- latency
+
+
+def _latency_table() -> Query:
+    sql = f"""SELECT model, task_class, count() AS streamed_calls,
+    quantileTDigest(0.5)(time_to_first_token_s) AS ttft_p50_s,
+    quantileTDigest(0.95)(time_to_first_token_s) AS ttft_p95_s,
+    quantileTDigest(0.5)(time_to_first_visible_token_s) AS ttfvt_p50_s,
+    quantileTDigest(0.95)(time_to_first_visible_token_s) AS ttfvt_p95_s,
+    quantileTDigest(0.95)(duration_s) AS total_p95_s,
+    quantileTDigest(0.95)(time_to_first_visible_token_s - time_to_first_token_s) AS thinking_p95_s
+FROM llm_calls WHERE {CALLS_WHERE} AND stream = 1
+GROUP BY model, task_class ORDER BY ttfvt_p95_s DESC"""
+    return Query(
+        sql,
+        ("model", "task_class", "streamed_calls", "ttft_p50_s", "ttft_p95_s", "ttfvt_p50_s", "ttfvt_p95_s", "total_p95_s", "thinking_p95_s"),
+        TABLE,
+    )
+
+
+def _first_tokens_over_time() -> Query:
+    raw = f"""SELECT {RAW_BUCKET} AS time, model,
+    quantileTDigest(0.95)(time_to_first_token_s) AS ttft, quantileTDigest(0.95)(time_to_first_visible_token_s) AS ttfvt
+FROM llm_calls WHERE {RAW_WHERE} AND stream = 1 GROUP BY time, model"""
+    rollup = f"""SELECT {ROLLUP_BUCKET} AS time, model,
+    quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(ttft_s_q)[3] AS ttft, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(ttfvt_s_q)[3] AS ttfvt
+FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY time, model"""
+    return Query(
+        by_range(raw, rollup, "time, model, ttft AS ttft_p95_s, ttfvt AS ttfvt_p95_s", "WHERE ttfvt > 0 ORDER BY time"),
+        ("time", "model", "ttft_p95_s", "ttfvt_p95_s"),
+        picks_rollup=True,
+    )
+
+
+def _ttfvt_by_class() -> Query:
+    raw = f"""SELECT {RAW_BUCKET} AS time, task_class, quantileTDigest(0.95)(time_to_first_visible_token_s) AS ttfvt
+FROM llm_calls WHERE {RAW_WHERE} AND time_to_first_visible_token_s IS NOT NULL GROUP BY time, task_class"""
+    rollup = f"""SELECT {ROLLUP_BUCKET} AS time, task_class, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(ttfvt_s_q)[3] AS ttfvt
+FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY time, task_class"""
+    return Query(
+        by_range(raw, rollup, "time, task_class, ttfvt AS ttfvt_p95_s", "WHERE ttfvt > 0 ORDER BY time"),
+        ("time", "task_class", "ttfvt_p95_s"),
+        picks_rollup=True,
+    )
+
+
+def _total_by_model() -> Query:
+    sql = f"""SELECT {RAW_BUCKET} AS time, model, quantileTDigest(0.95)(duration_s) AS total_p95_s
+FROM llm_calls WHERE {CALLS_WHERE} GROUP BY time, model ORDER BY time"""
+    return Query(sql, ("time", "model", "total_p95_s"))
+
+
+def _thinking_time() -> Query:
+    sql = f"""SELECT {RAW_BUCKET} AS time, task_class,
+    quantileTDigest(0.5)(time_to_first_visible_token_s - time_to_first_token_s) AS thinking_p50_s,
+    quantileTDigest(0.95)(time_to_first_visible_token_s - time_to_first_token_s) AS thinking_p95_s
+FROM llm_calls WHERE {CALLS_WHERE} AND time_to_first_token_s IS NOT NULL AND time_to_first_visible_token_s IS NOT NULL
+GROUP BY time, task_class ORDER BY time"""
+    return Query(sql, ("time", "task_class", "thinking_p50_s", "thinking_p95_s"))
+
+
+def _tokens_per_second() -> Query:
+    sql = f"""SELECT {RAW_BUCKET} AS time, model,
+    quantileTDigest(0.5)(1 / time_per_output_token_s) AS decode_tokens_per_s,
+    quantileTDigest(0.5)(output_tokens / duration_s) AS end_to_end_tokens_per_s
+FROM llm_calls WHERE {CALLS_WHERE} AND time_per_output_token_s > 0 AND duration_s > 0
+GROUP BY time, model ORDER BY time"""
+    return Query(sql, ("time", "model", "decode_tokens_per_s", "end_to_end_tokens_per_s"))
+
+
+def latency_dashboard(settings: AlertSettings) -> Dashboard:
+    slo = (Threshold(settings.ttfvt_slo_s),)
+    return Dashboard(
+        uid="thinkmeter-latency",
+        title="thinkmeter / Latency",
+        description="Time to first token vs time to first visible token (hidden reasoning sits in between) vs total. "
+        f"The red line is the time-to-first-visible SLO of the alert rules ({settings.ttfvt_slo_s:g} s).",
+        variables=CALL_VARIABLE_LIST,
+        items=(
+            Panel(
+                "TTFT vs first visible vs total, by model and class",
+                "table",
+                (_latency_table(),),
+                description="Streamed calls; thinking = first visible token - first token.",
+                width=24,
+                unit="s",
+            ),
+            Panel("p95 time to first token and to first visible token", "timeseries", (_first_tokens_over_time(),), unit="s", thresholds=slo),
+            Panel("p95 time to first visible token by task class", "timeseries", (_ttfvt_by_class(),), unit="s", thresholds=slo),
+            Panel("p95 total duration by model", "timeseries", (_total_by_model(),), unit="s"),
+            Panel("Thinking time by task class", "timeseries", (_thinking_time(),), unit="s",
+                  description="First visible token - first token: how long the model thinks before it answers."),  # fmt: skip
+            Panel(
+                "Tokens per second by model",
+                "timeseries",
+                (_tokens_per_second(),),
+                description="Median decode rate (1 / time per output token) and output tokens / total duration.",
+                unit="short",
+                width=24,
+            ),
+        ),
+    )
+
+
+# ------------------------------------------------------------------------------------- engines and GPUs
+
+_SERVER = "concat(Attributes['server.address'], ':', Attributes['server.port'])"
+_SERVER_FILTER = f"$__conditionalAll({_SERVER} IN (${{server:singlequote}}), $server)"
+_GPU = "concat(ResourceAttributes['host.name'], '/', Attributes['hw.name'])"
+_HOST_FILTER = "$__conditionalAll(ResourceAttributes['host.name'] IN (${host:singlequote}), $host)"
+
+
+def _engine_gauges(names: dict[str, str]) -> Query:
+    columns = ",\n    ".join(f"avgIf(Value, MetricName = '{metric}') AS {alias}" for alias, metric in names.items())
+    metric_list = ", ".join(f"'{metric}'" for metric in names.values())
+    sql = f"""SELECT $__timeInterval(TimeUnix) AS time, {_SERVER} AS server,
+    {columns}
+FROM otel_metrics_gauge WHERE $__timeFilter(TimeUnix) AND MetricName IN ({metric_list}) AND {_SERVER_FILTER}
+GROUP BY time, server ORDER BY time"""
+    return Query(sql, ("time", "server", *names))
+
+
+def _preemptions() -> Query:
+    sql = f"""SELECT $__timeInterval(TimeUnix) AS time, {_SERVER} AS server, sum(Value) AS preemptions
+FROM otel_metrics_sum WHERE $__timeFilter(TimeUnix) AND MetricName = '{ENGINE_PREEMPTIONS}' AND {_SERVER_FILTER}
+GROUP BY time, server ORDER BY time"""
+    return Query(sql, ("time", "server", "preemptions"))
+
+
+def _gpu_gauge(metric: str, alias: str) -> Query:
+    sql = f"""SELECT $__timeInterval(TimeUnix) AS time, {_GPU} AS gpu, avg(Value) AS {alias}
+FROM otel_metrics_gauge WHERE $__timeFilter(TimeUnix) AND MetricName = '{metric}' AND Attributes['hw.type'] = 'gpu' AND {_HOST_FILTER}
+GROUP BY time, gpu ORDER BY time"""
+    return Query(sql, ("time", "gpu", alias))
+
+
+def _gpu_memory() -> Query:
+    sql = f"""SELECT $__timeInterval(TimeUnix) AS time, {_GPU} AS gpu,
+    avgIf(Value, MetricName = '{GPU_MEMORY_USAGE}') AS memory_used_bytes,
+    avgIf(Value, MetricName = '{GPU_MEMORY_LIMIT}') AS memory_limit_bytes
+FROM otel_metrics_sum
+WHERE $__timeFilter(TimeUnix) AND MetricName IN ('{GPU_MEMORY_USAGE}', '{GPU_MEMORY_LIMIT}') AND NOT mapContains(Attributes, 'process.pid') AND {_HOST_FILTER}
+GROUP BY time, gpu ORDER BY time"""
+    return Query(sql, ("time", "gpu", "memory_used_bytes", "memory_limit_bytes"))
+
+
+def _reasoning_vs_kv() -> Query:
+    # The KV-cache usage a call started under is a span attribute (set while `thinkmeter collect` or
+    # start_collectors() watches the engine), so this reads otel_traces.
+    kv = f"toFloat64OrNull(SpanAttributes['{SPAN_KV_CACHE_USAGE}'])"
+    reasoning = "toUInt64OrNull(SpanAttributes['gen_ai.usage.reasoning.output_tokens'])"
+    sql = f"""SELECT concat(toString(toUInt8(floor(least({kv}, 0.999) * 10) * 10)), '%') AS kv_cache_usage_at_start,
+    count() AS calls,
+    round(quantileTDigest(0.5)({reasoning})) AS reasoning_p50,
+    round(quantileTDigest(0.95)({reasoning})) AS reasoning_p95
+FROM otel_traces
+WHERE $__timeFilter(Timestamp) AND mapContains(SpanAttributes, '{SPAN_KV_CACHE_USAGE}')
+  AND $__conditionalAll(ServiceName IN (${{service:singlequote}}), $service)
+GROUP BY kv_cache_usage_at_start ORDER BY min({kv})"""
+    return Query(sql, ("kv_cache_usage_at_start", "calls", "reasoning_p50", "reasoning_p95"), TABLE)
+
+
+def engines_dashboard(settings: AlertSettings) -> Dashboard:
+    kv_line = (Threshold(settings.kv_cache_saturation),)
+    return Dashboard(
+        uid="thinkmeter-engines",
+        title="thinkmeter / Engines and GPUs",
+        description="Inference-engine and GPU state from `thinkmeter collect` (otel_metrics_* tables), next to the reasoning it serves.",
+        variables=(
+            QueryVariable(
+                "server",
+                "Engine",
+                f"SELECT DISTINCT {_SERVER} FROM otel_metrics_gauge "
+                "WHERE $__timeFilter(TimeUnix) AND MetricName = 'thinkmeter.engine.up' ORDER BY 1",
+            ),
+            QueryVariable(
+                "host",
+                "GPU host",
+                f"SELECT DISTINCT ResourceAttributes['host.name'] FROM otel_metrics_gauge "
+                f"WHERE $__timeFilter(TimeUnix) AND MetricName = '{GPU_UTILIZATION}' ORDER BY 1",
+            ),
+            CALL_VARIABLE_LIST[0],
+        ),
+        items=(
+            Row("Engines"),
+            Panel(
+                "KV-cache usage vs running / waiting requests",
+                "timeseries",
+                (_engine_gauges({
+                    "kv_cache_usage": ENGINE_KV_CACHE_USAGE,
+                    "requests_running": ENGINE_REQUESTS_RUNNING,
+                    "requests_waiting": ENGINE_REQUESTS_WAITING,
+                }),),  # fmt: skip
+                description="KV-cache usage (right axis) against the requests the engine runs and queues.",
+                unit="short",
+                width=24,
+                overrides=(_right_axis("kv_cache_usage", "percentunit"),),
+            ),
+            Panel("Preemptions", "timeseries", (_preemptions(),), unit="short", stacked=True,
+                  description="Requests the engine preempted (KV cache exhausted) per interval."),  # fmt: skip
+            Panel(
+                "Prefix-cache hits and generation rate",
+                "timeseries",
+                (_engine_gauges({
+                    "prefix_cache_hit_rate": ENGINE_PREFIX_CACHE_HIT_RATE,
+                    "generation_tokens_per_s": ENGINE_GENERATION_TOKENS_RATE,
+                }),),  # fmt: skip
+                unit="short",
+                overrides=(_right_axis("prefix_cache_hit_rate", "percentunit"),),
+            ),
+            Panel(
+                "Reasoning length against KV pressure",
+                "barchart",
+                (_reasoning_vs_kv(),),
+                description="Reasoning tokens of calls by the engine's KV-cache usage when they started.",
+                unit="short",
+                width=24,
+                thresholds=kv_line,
+                options={"xField": "kv_cache_usage_at_start", "orientation": "vertical"},
+            ),
+            Row("GPUs"),
+            Panel("GPU utilization", "timeseries", (_gpu_gauge(GPU_UTILIZATION, "utilization"),), unit="percentunit", width=8,
+                  field_defaults={"min": 0, "max": 1}),  # fmt: skip
+            Panel("GPU memory used / limit", "timeseries", (_gpu_memory(),), unit="bytes", width=8),
+            Panel("GPU power", "timeseries", (_gpu_gauge(GPU_POWER, "power_watts"),), unit="watt", width=8),
+        ),
+    )
+
+
+# --------------------------------------------------------------------------------------------- outliers
+
+_K = "greatest(toFloat64OrZero(${k:singlequote}), 1)"
+_CLASS_P95 = f"""WITH class_p95 AS (
+    SELECT task_class, quantileTDigest(0.95)(reasoning_tokens) AS p95
+    FROM llm_calls WHERE $__timeFilter(Timestamp) AND reasoning_tokens IS NOT NULL
+    GROUP BY task_class
+)"""
+
+
+def _outlier_calls() -> Query:
+    sql = f"""{_CLASS_P95}
+SELECT c.Timestamp AS time, c.TraceId AS trace_id, c.ServiceName AS service, c.model AS model, c.task_class AS task_class,
+    c.tenant AS tenant, c.user AS user, c.reasoning_tokens AS reasoning_tokens, round(p.p95) AS class_p95,
+    round(c.reasoning_tokens / p.p95, 1) AS times_class_p95, c.cost_usd AS cost_usd, c.duration_s AS duration_s
+FROM llm_calls AS c INNER JOIN class_p95 AS p ON c.task_class = p.task_class
+WHERE $__timeFilter(c.Timestamp) AND {call_filters('c.')} AND p.p95 > 0 AND c.reasoning_tokens > {_K} * p.p95
+ORDER BY times_class_p95 DESC LIMIT 200"""
+    return Query(
+        sql,
+        ("time", "trace_id", "service", "model", "task_class", "tenant", "user", "reasoning_tokens", "class_p95",
+         "times_class_p95", "cost_usd", "duration_s"),  # fmt: skip
+        TABLE,
+    )
+
+
+def _outliers_over_time() -> Query:
+    sql = f"""{_CLASS_P95}
+SELECT $__timeInterval(c.Timestamp) AS time, c.task_class AS task_class, count() AS outlier_calls
+FROM llm_calls AS c INNER JOIN class_p95 AS p ON c.task_class = p.task_class
+WHERE $__timeFilter(c.Timestamp) AND {call_filters('c.')} AND p.p95 > 0 AND c.reasoning_tokens > {_K} * p.p95
+GROUP BY time, task_class ORDER BY time"""
+    return Query(sql, ("time", "task_class", "outlier_calls"))
+
+
+def _costliest_calls() -> Query:
+    sql = f"""SELECT Timestamp AS time, TraceId AS trace_id, ServiceName AS service, model, task_class, tenant, user,
+    cost_usd, reasoning_cost_usd, reasoning_tokens, duration_s
+FROM llm_calls WHERE {CALLS_WHERE} AND cost_usd IS NOT NULL
+ORDER BY cost_usd DESC LIMIT 50"""
+    return Query(
+        sql,
+        ("time", "trace_id", "service", "model", "task_class", "tenant", "user", "cost_usd", "reasoning_cost_usd",
+         "reasoning_tokens", "duration_s"),  # fmt: skip
+        TABLE,
+    )
+
+
+def outliers_dashboard() -> Dashboard:
+    link = {"matcher": {"id": "byName", "options": "trace_id"}, "properties": [{"id": "links", "value": [trace_link()]}]}
+    usd = ("cost_usd", "reasoning_cost_usd")
+    return Dashboard(
+        uid="thinkmeter-outliers",
+        title="thinkmeter / Outliers",
+        description="Calls whose hidden reasoning runs far beyond their task class, with links into the trace view.",
+        variables=(
+            *CALL_VARIABLE_LIST,
+            CustomVariable("k", "k x p95", ("1.5", "2", "3", "5", "10"), "2",
+                           "A call is an outlier above k x the p95 reasoning tokens of its task class in the range."),  # fmt: skip
+        ),
+        items=(
+            Panel(
+                "Calls above k x p95 reasoning tokens of their class",
+                "table",
+                (_outlier_calls(),),
+                description="The class p95 is taken over every call of the class in the range; click a trace id to open the trace.",
+                width=24,
+                height=10,
+                overrides=(link, *(_unit(field, "currencyUSD") for field in usd), _unit("duration_s", "s")),
+            ),
+            Panel("Outliers per task class", "timeseries", (_outliers_over_time(),), unit="short", stacked=True, width=12),
+            Panel(
+                "Most expensive calls",
+                "table",
+                (_costliest_calls(),),
+                width=12,
+                overrides=(link, *(_unit(field, "currencyUSD") for field in usd), _unit("duration_s", "s")),
+            ),
+        ),
+    )
+
+
+def dashboards(settings: AlertSettings | None = None) -> list[Dashboard]:
+    settings = settings or AlertSettings()
+    return [spend_dashboard(), reasoning_dashboard(), latency_dashboard(settings), engines_dashboard(settings), outliers_dashboard()]

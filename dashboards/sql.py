@@ -1,0 +1,164 @@
+"""SQL pieces shared by the panels: variable filters, the raw-or-rollup switch, the trace-view query.
+
+Long ranges read the rollup. A panel that can be served by llm_calls_hourly is one query with two
+branches joined by UNION ALL: the llm_calls branch is active while the dashboard range is at most
+ROLLUP_AFTER_S, the llm_calls_hourly branch beyond. The inactive branch has a constant-false WHERE
+(`$__toTime - $__fromTime` is a constant once the macros are expanded), so ClickHouse reads nothing for
+it. Rollup buckets are whole hours: the rollup branch starts at the hour the range starts in and never
+buckets finer than an hour. Panels that need per-call columns the rollup lacks (user, per-call ratios,
+durations, effort) read llm_calls at any range.
+"""
+
+from __future__ import annotations
+
+ROLLUP_AFTER_S = 2 * 24 * 3600
+
+# Template variable -> column (same name in llm_calls and llm_calls_hourly).
+CALL_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("service", "Service", "ServiceName"),
+    ("model", "Model", "model"),
+    ("provider", "Provider", "provider"),
+    ("feature", "Feature", "feature"),
+    ("tenant", "Tenant", "tenant"),
+    ("task_class", "Task class", "task_class"),
+)
+
+
+def call_filters(prefix: str = "", skip: tuple[str, ...] = ()) -> str:
+    """`$__conditionalAll` filters for the call variables (All selected: 1=1)."""
+    return " AND ".join(
+        f"$__conditionalAll({prefix}{column} IN (${{{name}:singlequote}}), ${name})"
+        for name, _, column in CALL_VARIABLES
+        if name not in skip
+    )
+
+
+RAW_RANGE = f"$__toTime - $__fromTime <= {ROLLUP_AFTER_S}"
+ROLLUP_RANGE = f"$__toTime - $__fromTime > {ROLLUP_AFTER_S}"
+RAW_WHERE = f"$__timeFilter(Timestamp) AND {RAW_RANGE} AND {call_filters()}"
+ROLLUP_WHERE = f"hour >= toStartOfHour($__fromTime) AND hour <= $__toTime AND {ROLLUP_RANGE} AND {call_filters()}"
+CALLS_WHERE = f"$__timeFilter(Timestamp) AND {call_filters()}"  # llm_calls at any range
+RAW_BUCKET = "$__timeInterval(Timestamp)"
+ROLLUP_BUCKET = "toStartOfInterval(hour, INTERVAL greatest($__interval_s, 3600) second)"
+
+
+def by_range(raw: str, rollup: str, outer: str = "*", tail: str = "") -> str:
+    """One query over llm_calls (short ranges) or llm_calls_hourly (long ranges).
+
+    `raw` and `rollup` are SELECTs returning the same columns; `outer` combines them (sums of
+    numerators and denominators, so ratios are taken once) and `tail` adds GROUP BY / ORDER BY / LIMIT.
+    """
+    return f"SELECT {outer}\nFROM (\n{raw}\nUNION ALL\n{rollup}\n)\n{tail}".rstrip()
+
+
+def variable_query(column: str) -> str:
+    """Options of a call variable: the values seen in the rollup during the range."""
+    return (
+        f"SELECT DISTINCT {column} FROM llm_calls_hourly "
+        f"WHERE hour >= toStartOfHour($__fromTime) AND hour <= $__toTime AND {column} != '' ORDER BY {column}"
+    )
+
+
+# ------------------------------------------------------------------------------------ the trace view
+
+# The OTel trace columns the plugin maps (src/otel.ts, versions 1.2.9 / 1.3.0 / latest: traces unchanged).
+TRACE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("time", "Timestamp"),
+    ("trace_id", "TraceId"),
+    ("trace_span_id", "SpanId"),
+    ("trace_parent_span_id", "ParentSpanId"),
+    ("trace_service_name", "ServiceName"),
+    ("trace_operation_name", "SpanName"),
+    ("trace_duration_time", "Duration"),
+    ("trace_tags", "SpanAttributes"),
+    ("trace_service_tags", "ResourceAttributes"),
+    ("trace_status_code", "StatusCode"),
+    ("trace_kind", "SpanKind"),
+    ("trace_status_message", "StatusMessage"),
+    ("trace_state", "TraceState"),
+)
+TRACE_ID_SUFFIX = "_trace_id_ts"
+
+
+def trace_id_query(trace_id: str, database: str = "default", table: str = "otel_traces") -> str:
+    """What the plugin's query builder generates for one trace id (src/data/sqlGenerator.ts
+    generateTraceIdQuery) with the OTel column map, nanosecond durations, Events/Links prefixes,
+    flattenNested false and the `<table>_trace_id_ts` lookup table present."""
+    ts_table = f'"{database}"."{table}{TRACE_ID_SUFFIX}"'
+    attrs = "arrayMap(key -> map('key', key, 'value', attributes[key]), mapKeys(attributes))"
+    return " ".join(
+        [
+            f"WITH '{trace_id}' as __gf_trace_id,",
+            f"(SELECT min(Start) FROM {ts_table} WHERE TraceId = __gf_trace_id) as __gf_trace_start,",
+            f"(SELECT max(End) + 1 FROM {ts_table} WHERE TraceId = __gf_trace_id) as __gf_trace_end",
+            'SELECT "TraceId" as traceID, "SpanId" as spanID, "ParentSpanId" as parentSpanID,',
+            '"ServiceName" as serviceName, "SpanName" as operationName,',
+            'multiply(toUnixTimestamp64Nano("Timestamp"), 0.000001) as startTime,',
+            'multiply("Duration", 0.000001) as duration,',
+            "arrayMap(key -> map('key', key, 'value',\"SpanAttributes\"[key]), mapKeys(\"SpanAttributes\")) as tags,",
+            "arrayMap(key -> map('key', key, 'value',\"ResourceAttributes\"[key]), mapKeys(\"ResourceAttributes\")) as serviceTags,",
+            "if(\"StatusCode\" IN ('Error', 'STATUS_CODE_ERROR'), 2, 0) as statusCode,",
+            f"arrayMap((name, timestamp, attributes) -> tuple(name, toString(toUnixTimestamp64Milli(timestamp)), {attrs})"
+            '::Tuple(name String, timestamp String, fields Array(Map(String, String))), "Events".Name, "Events".Timestamp,'
+            ' "Events".Attributes) AS logs,',
+            f"arrayMap((traceID, spanID, attributes) -> tuple(traceID, spanID, {attrs})"
+            '::Tuple(traceID String, spanID String, tags Array(Map(String, String))), "Links".TraceId, "Links".SpanId,'
+            ' "Links".Attributes) AS references,',
+            '"SpanKind" as kind,',
+            '"StatusMessage" as statusMessage,',
+            '"TraceState" as traceState',
+            f'FROM "{database}"."{table}" WHERE traceID = __gf_trace_id AND "Timestamp" >= __gf_trace_start'
+            ' AND "Timestamp" <= __gf_trace_end',
+        ]
+    )
+
+
+TRACE_VIEW_COLUMNS = (
+    "traceID", "spanID", "parentSpanID", "serviceName", "operationName", "startTime", "duration", "tags",
+    "serviceTags", "statusCode", "logs", "references", "kind", "statusMessage", "traceState",
+)  # fmt: skip
+
+
+def trace_link(database: str = "default") -> dict[str, object]:
+    """A field data link that opens the trace of the cell's trace id in Explore's trace view, as the
+    plugin builds its own log-to-trace links (src/data/utils.ts): a builder query in trace-id mode."""
+    value = "${__value.raw}"
+    builder_options = {
+        "database": database,
+        "table": "otel_traces",
+        "queryType": "traces",
+        "columns": [{"name": column, "hint": hint} for hint, column in TRACE_COLUMNS],
+        "filters": [],
+        "orderBy": [],
+        "meta": {
+            "minimized": True,
+            "isTraceIdMode": True,
+            "traceId": value,
+            "traceDurationUnit": "nanoseconds",
+            "otelEnabled": True,
+            "otelVersion": "latest",
+            "traceEventsColumnPrefix": "Events",
+            "traceLinksColumnPrefix": "Links",
+            "hasTraceTimestampTable": True,
+            "traceTimestampTableSuffix": TRACE_ID_SUFFIX,
+            "flattenNested": False,
+            "tagsAreJSON": False,
+        },
+    }
+    return {
+        "title": "Open trace",
+        "url": "",
+        "internal": {
+            "datasourceUid": "${datasource}",
+            "datasourceName": "thinkmeter ClickHouse",
+            "query": {
+                "datasource": {"type": "grafana-clickhouse-datasource", "uid": "${datasource}"},
+                "editorType": "builder",
+                "format": 3,
+                "queryType": "traces",
+                "rawSql": trace_id_query(value, database),
+                "builderOptions": builder_options,
+                "refId": "Trace ID",
+            },
+        },
+    }

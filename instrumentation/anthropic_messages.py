@@ -1,0 +1,217 @@
+"""Anthropic Messages: create / parse / stream(), plain and beta, sync and async, streamed or not."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+import wrapt
+
+from thinkmeter.instrumentation._endpoints import EndpointResolver
+from thinkmeter.instrumentation._patch import Surface, _begin, _end, given
+from thinkmeter.instrumentation._safety import dont_throw, log_once
+from thinkmeter.instrumentation._stream import TracedAsyncStream, TracedStream, _finish
+from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
+from thinkmeter.instrumentation.anthropic_usage import THINKING_BLOCKS, anthropic_usage
+from thinkmeter.instrumentation.openai_chat import deliver_raw, raw_response_mode, start_call
+from thinkmeter.schemas.record import CallRecord
+
+PROVIDER = "anthropic"
+
+
+def _option(value: Any, name: str) -> Any:
+    value = given(value)
+    return value.get(name) if isinstance(value, dict) else None
+
+
+class MessagesSurface:
+    def __init__(self, telemetry: Telemetry, resolver: EndpointResolver) -> None:
+        self.telemetry = telemetry
+        self.resolver = resolver
+
+    def begin(self, instance: Any, kwargs: dict[str, Any]) -> Call:
+        thinking = kwargs.get("thinking")
+        budget = _option(thinking, "budget_tokens") if _option(thinking, "type") == "enabled" else None
+        record = CallRecord(
+            operation="chat",
+            provider="",
+            request_model=given(kwargs.get("model")),
+            stream=bool(given(kwargs.get("stream"))),
+            max_tokens=given(kwargs.get("max_tokens")),
+            reasoning_level=_option(kwargs.get("output_config"), "effort"),
+            thinking_budget_tokens=budget,
+        )
+        return start_call(self.telemetry, self.resolver, instance, record, default=PROVIDER)
+
+    def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
+        mode = raw_response_mode(kwargs)
+        if mode is not None:
+            # Newer anthropic SDKs mark with_raw_response "raw" (0.x: "true"); its async parse() is a
+            # coroutine that only the caller can await, so that reply goes unread.
+            readable = mode == "true" or (mode == "raw" and not is_async)
+            return deliver_raw(call, result, "true" if readable else mode, read_message)
+        if call.record.stream:
+            accumulator = MessagesStreamAccumulator(call)
+            return TracedAsyncStream(result, accumulator) if is_async else TracedStream(result, accumulator)
+        read_message(call.record, result)
+        call.finish()
+        return result
+
+
+def _visible_chars(block: Any) -> int:
+    """Characters of generated, non-reasoning output in a content block: answer text, tool input."""
+    if block.type == "text":
+        return len(block.text)
+    if block.type.endswith("tool_use"):
+        return len(json.dumps(block.input, separators=(",", ":")))
+    return 0
+
+
+def read_message(record: CallRecord, message: Any) -> None:
+    record.response_model = message.model
+    record.response_id = message.id
+    if message.stop_reason:
+        record.finish_reasons = (message.stop_reason,)
+    content = message.content or ()
+    thought = any(block.type in THINKING_BLOCKS for block in content)
+    visible_chars = sum(_visible_chars(block) for block in content)
+    record.usage = anthropic_usage(message.usage, message.usage, thought, visible_chars)
+
+
+class MessagesStreamAccumulator:
+    """Reads the raw event stream: first thinking_delta is the first token, first text or tool-input
+    delta the first visible one; message_start carries input counts, the last message_delta the
+    cumulative output counts."""
+
+    __slots__ = ("call", "model", "response_id", "stop_reason", "first_usage", "final_usage", "thought", "visible_chars")
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.model: str | None = None
+        self.response_id: str | None = None
+        self.stop_reason: str | None = None
+        self.first_usage: Any = None
+        self.final_usage: Any = None
+        self.thought = False
+        self.visible_chars = 0
+
+    def on_item(self, event: Any) -> bool:
+        now = time.perf_counter()
+        call = self.call
+        if call.first_chunk is None:
+            call.first_chunk = now
+        kind = event.type
+        if kind == "content_block_delta":
+            delta = event.delta
+            if delta.type == "text_delta":
+                self._visible(now, delta.text)
+            elif delta.type == "input_json_delta":
+                self._visible(now, delta.partial_json)
+            elif delta.type == "thinking_delta" and delta.thinking:
+                mark_tokens(call, now, visible=False)
+        elif kind == "content_block_start":
+            # A redacted (or omitted) thinking block says reasoning happened without timing it.
+            if event.content_block.type in THINKING_BLOCKS:
+                self.thought = True
+        elif kind == "message_start":
+            message = event.message
+            self.model = message.model
+            self.response_id = message.id
+            self.first_usage = message.usage
+        elif kind == "message_delta":
+            self.final_usage = event.usage
+            self.stop_reason = event.delta.stop_reason or self.stop_reason
+        return False
+
+    def _visible(self, now: float, text: str) -> None:
+        if text:
+            mark_tokens(self.call, now, visible=True)
+            self.visible_chars += len(text)
+
+    def on_end(self) -> None:
+        record = self.call.record
+        record.response_model = self.model
+        record.response_id = self.response_id
+        if self.stop_reason:
+            record.finish_reasons = (self.stop_reason,)
+        if self.first_usage is not None or self.final_usage is not None:
+            record.usage = anthropic_usage(self.first_usage, self.final_usage, self.thought, self.visible_chars)
+
+
+class TracedStreamManager(wrapt.ObjectProxy):
+    """What messages.stream() returns. The request goes out on enter, so the call starts there; the
+    SDK's MessageStream then reads a traced raw stream, so the span sees every event whichever way
+    the caller consumes it (events, text_stream, get_final_message, until_done)."""
+
+    def __init__(self, wrapped: Any, surface: Surface, instance: Any, kwargs: dict[str, Any]) -> None:
+        super().__init__(wrapped)
+        self._self_surface = surface
+        self._self_instance = instance
+        self._self_kwargs = kwargs
+        self._self_accumulator: MessagesStreamAccumulator | None = None
+
+    def _start_call(self) -> Call | None:
+        return _begin(self._self_surface, self._self_instance, self._self_kwargs)
+
+    @dont_throw
+    def _trace(self, call: Call, stream: Any, is_async: bool) -> None:
+        raw = getattr(stream, "_raw_stream", None)
+        if raw is None:
+            log_once("anthropic.stream", "thinkmeter: this anthropic SDK's MessageStream has no raw stream; stream() calls are recorded without usage")
+            call.finish()
+            return
+        accumulator = MessagesStreamAccumulator(call)
+        stream._raw_stream = TracedAsyncStream(raw, accumulator) if is_async else TracedStream(raw, accumulator)
+        self._self_accumulator = accumulator
+
+    def _exited(self) -> None:
+        # Older SDKs close the response rather than the raw stream: the span ends with the manager.
+        if self._self_accumulator is not None:
+            _finish(self._self_accumulator, None)
+
+    def __enter__(self) -> Any:
+        call = self._start_call()
+        try:
+            stream = self.__wrapped__.__enter__()
+        except BaseException as error:
+            if call is not None:
+                _end(call, error)
+            raise
+        if call is not None:
+            self._trace(call, stream, False)
+        return stream
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            self._exited()
+
+    async def __aenter__(self) -> Any:
+        call = self._start_call()
+        try:
+            stream = await self.__wrapped__.__aenter__()
+        except BaseException as error:
+            if call is not None:
+                _end(call, error)
+            raise
+        if call is not None:
+            self._trace(call, stream, True)
+        return stream
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            self._exited()
+
+
+def stream_manager_wrapper(surface: Surface) -> Callable[..., Any]:
+    """For messages.stream(): it sends nothing itself, so the call begins when its manager is entered."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
+        manager = wrapped(*args, **kwargs)
+        return TracedStreamManager(manager, surface, instance, {**kwargs, "stream": True})
+
+    return wrapper

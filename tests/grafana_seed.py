@@ -1,0 +1,129 @@
+"""Seed the shared store for the dashboard and alert tests through the real path: the loopback simulator,
+the openai SDK, thinkmeter.instrument() and the ClickHouse span exporter; engine and GPU metrics through
+the collectors (EngineScraper on a loopback vLLM /metrics, GpuCollector on the NVML stand-in).
+"""
+
+from __future__ import annotations
+
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import openai
+from clickhouse_connect.driver.client import Client
+
+import thinkmeter
+from tests.conftest import make_traced
+from tests.engine_servers import EngineServer
+from tests.nvml_stand_in import StandInGpu, stand_in_nvml
+from thinkmeter.collectors.engines import EngineScraper
+from thinkmeter.collectors.gpu import GpuCollector
+from thinkmeter.collectors.metrics import engine_points, gpu_points
+from thinkmeter.collectors.metrics_table import MetricsTableWriter
+from thinkmeter.config import Settings
+from thinkmeter.simulator import Scenario, Simulator, TrafficMix, start_simulator
+
+TIME_SCALE = 0.0005  # a 20 s thinking phase plays in 10 ms
+PROMPT = [{"role": "user", "content": "Work through the task and answer briefly."}]
+EFFORTS = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class Call:
+    tags: dict[str, str]
+    scenario: Scenario
+    stream: bool = True
+    api: str = "chat"  # or "responses"
+    effort: str = "medium"
+
+
+def mixed_calls(count: int, seed: int, max_visible_tokens: int = 40) -> list[Call]:
+    """The simulator's traffic mix, alternating streaming, API surface and reasoning effort. Answers
+    are capped at max_visible_tokens: streaming them chunk by chunk is what takes test time."""
+    mix = TrafficMix(seed)
+    calls = []
+    for index in range(count):
+        tags, scenario = mix.draw()
+        scenario = scenario.model_copy(update={"visible_tokens": min(scenario.visible_tokens, max_visible_tokens)})
+        calls.append(
+            Call(tags, scenario, stream=index % 4 != 3, api="responses" if index % 3 == 2 else "chat", effort=EFFORTS[index % 3])
+        )
+    return calls
+
+
+@contextmanager
+def instrumented_client(settings: Settings, service: str) -> Iterator[openai.OpenAI]:
+    """An openai client on a fresh simulator, instrumented into the store under ServiceName `service`;
+    every span is in the store when the block ends."""
+    provider, processor = make_traced(settings, service)
+    simulator: Simulator
+    with start_simulator(time_scale=TIME_SCALE) as simulator:
+        thinkmeter.uninstrument()
+        thinkmeter.instrument(tracer_provider=provider, exporter="none", providers={f"127.0.0.1:{simulator.port}": "openai"})
+        try:
+            yield openai.OpenAI(base_url=simulator.base_url, api_key="test", max_retries=0)
+        finally:
+            thinkmeter.uninstrument()
+    assert processor.force_flush(60_000), "the exporter did not flush the seeded spans"
+    provider.shutdown()
+
+
+def make_calls(client: openai.OpenAI, calls: Iterable[Call], concurrency: int = 4) -> int:
+    """Runs the calls; returns how many failed (the mix plays rate limits, errors and disconnects)."""
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return sum(not ok for ok in pool.map(lambda call: _call(client, call), calls))
+
+
+def _call(client: openai.OpenAI, call: Call) -> bool:
+    model = call.scenario.model or "o4-mini"
+    headers = call.scenario.headers()
+    try:
+        with thinkmeter.tags(**call.tags):
+            if call.api == "chat":
+                reply = client.chat.completions.create(
+                    model=model, messages=PROMPT, stream=call.stream, reasoning_effort=call.effort, extra_headers=headers
+                )
+            else:
+                reply = client.responses.create(
+                    model=model, input=PROMPT, stream=call.stream, reasoning={"effort": call.effort}, extra_headers=headers
+                )
+            if call.stream:
+                for _ in reply:
+                    pass
+        return True
+    except openai.OpenAIError:
+        return False
+
+
+def seed_calls(settings: Settings, service: str, calls: Iterable[Call]) -> int:
+    with instrumented_client(settings, service) as client:
+        return make_calls(client, calls)
+
+
+def seed_engine_metrics(client: Client, metrics_texts: Iterable[str], host: str) -> str:
+    """Scrape a loopback vLLM once per /metrics text and write the points, as `thinkmeter collect` does;
+    returns the engine's `server.address:server.port`."""
+    server = EngineServer().start()
+    try:
+        scraper = EngineScraper(server.url, engine="vllm")
+        writer = MetricsTableWriter(resource={"service.name": "thinkmeter-collector", "host.name": host})
+        for text in metrics_texts:
+            server.serve("/metrics", text)
+            writer.write(client, engine_points(scraper.scrape()))
+        return f"127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
+def seed_gpu_metrics(client: Client, host: str, samples: int, gpus: Iterable[StandInGpu]) -> None:
+    """Sample stand-in GPUs through GpuCollector and write the points under host.name = `host`."""
+    collector = GpuCollector(nvml=stand_in_nvml(list(gpus)))
+    assert collector.start()
+    writer = MetricsTableWriter(resource={"service.name": "thinkmeter-collector", "host.name": host})
+    try:
+        for _ in itertools.repeat(None, samples):
+            writer.write(client, gpu_points(collector.sample()))
+    finally:
+        collector.close()
