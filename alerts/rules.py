@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ENGINE_KV_CACHE_USAGE = "thinkmeter.engine.kv_cache.usage"
 ENGINE_REQUESTS_WAITING = "thinkmeter.engine.requests.waiting"
@@ -62,6 +62,7 @@ class AlertSettings(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> AlertSettings:
+        """From YAML (.yaml/.yml, needs PyYAML) or JSON: a mapping of the fields above."""
         text = path.read_text(encoding="utf-8")
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -69,14 +70,15 @@ class AlertSettings(BaseModel):
             values = yaml.safe_load(text) or {}
         else:
             values = json.loads(text)
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of alert settings, e.g. runaway_k: 3")
-        return cls.model_validate(values)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            raise ValueError(f"alert settings in {path}: {error}") from None
 
 
 @dataclass(frozen=True)
 class Rule:
-    uid: str
+    uid: str  # at most 40 characters (Grafana's limit for alert rule uids)
     title: str
     group: str
     sql: str
@@ -164,7 +166,7 @@ GROUP BY tenant, user"""
         who = "User {user} of tenant {tenant}"
     what = {"reasoning_tokens": "reasoning-token", "spend_usd": "spend"}[kind]
     return Rule(
-        uid=f"thinkmeter-{scope}-daily-{kind.replace('_', '-')}-quota",
+        uid=f"thinkmeter-{scope}-{kind.split('_')[0]}-quota",
         title=f"{scope.capitalize()} over the daily {what} quota",
         group="thinkmeter-quotas",
         sql=sql,
@@ -335,9 +337,9 @@ def grafana_template(text: str) -> str:
     def replace(match: re.Match[str]) -> str:
         name, fmt = match.group(1), match.group(2)
         if name != "value":
-            return "{{ $labels.%s }}" % name
+            return "{{ $labels." + name + " }}"
         function = {"percent": "humanizePercentage", None: "humanize"}[fmt]
-        return "{{ %s $values.B.Value }}" % function
+        return "{{ " + function + " $values.B.Value }}"
 
     return _PLACEHOLDER.sub(replace, text)
 

@@ -2,9 +2,9 @@
 
     python benchmarks/scale_queries.py [--quick] [--rows N] [--data-dir DIR] [--repeat K]
 
-The generator runs inside ClickHouse: `INSERT INTO otel_traces SELECT ... FROM numbers(...)` in blocks,
-so the materialized views fill llm_calls and llm_calls_hourly exactly as exported spans do (no Python
-per row). Calls spread over the last 30 days (now-relative, so TTL keeps them). With --data-dir an
+The generator runs inside ClickHouse (`INSERT ... SELECT ... FROM numbers(...)` in blocks, no Python per
+row): by default straight into llm_calls, whose view fills the llm_calls_hourly rollup; with --via-traces
+into otel_traces, so every materialized view runs exactly as for exported spans (about 5x slower). Calls spread over the last 30 days (now-relative, so TTL keeps them). With --data-dir an
 existing store of the right size is reused. Queries come from thinkmeter.dashboards and
 thinkmeter.alerts (whatever they define when this runs), expanded with dashboards' macro expander,
 "All" selected for every variable, over 1 h, 24 h, 7 d and 30 d ranges.
@@ -43,10 +43,33 @@ def _array(values: Iterator[Any]) -> str:
     return "[" + ",".join(repr(v) if isinstance(v, str) else f"{float(v)}" for v in values) + "]"
 
 
-def generator_sql(start: int, count: int) -> str:
-    """One block of realistic LLM-call spans, numbered start .. start+count-1."""
+def _calls_sql(start: int, count: int) -> str:
+    """Per-call values of calls numbered start .. start+count-1 (deterministic, hash-spread)."""
     models, providers = _array(m[0] for m in MODELS), _array(m[1] for m in MODELS)
     in_price, out_price = _array(m[2] for m in MODELS), _array(m[3] for m in MODELS)
+    return f"""
+    SELECT number AS n, cityHash64(n) AS h,
+           now64(9) - toIntervalMillisecond(h % {DAYS * 86_400_000}) AS ts,
+           lower(hex(cityHash64(n, 1))) AS trace_id, lower(hex(h)) AS span_id,
+           h % 50 AS tenant_no,  -- a tenant uses one service, two features and three models, as real ones do
+           ['checkout', 'search-api', 'assistant', 'batch-jobs', 'support-bot'][1 + tenant_no % 5] AS service,
+           (tenant_no * 3 + intDiv(h, 11) % 3) % {len(MODELS)} AS mi,
+           ['search', 'chat', 'summarize', 'code', 'agent', 'extract', 'classify', 'rag'][1 + (tenant_no + intDiv(h, 5) % 2) % 8] AS feature,
+           {models}[mi + 1] AS model, {providers}[mi + 1] AS provider,
+           {in_price}[mi + 1] AS in_usd, {out_price}[mi + 1] AS out_usd,
+           (h % 10) < 7 AS stream, (intDiv(h, 13) % 100) = 0 AS error, (intDiv(h, 17) % 100) < 3 AS unknown_usage,
+           100 + intDiv(h, 19) % 20000 AS input, intDiv(input, 2) * ((intDiv(h, 23) % 2)) AS cached,
+           20 + toUInt64(exp2((intDiv(h, 29) % 1300) / 100.0)) AS output,
+           toUInt64(output * ((intDiv(h, 31) % 90) / 100.0)) AS reasoning,
+           0.1 + (intDiv(h, 37) % 2000) / 1000.0 AS ttfc, ttfc + reasoning * 0.012 AS ttfvt, 0.004 + (intDiv(h, 41) % 40) / 1000.0 AS tpot,
+           ttfvt + (output - reasoning) * tpot AS duration_s,
+           ((input - cached) * in_usd + cached * in_usd / 10 + output * out_usd) / 1e6 AS cost
+    FROM numbers({start}, {count})
+"""
+
+
+def traces_insert_sql(start: int, count: int) -> str:
+    """A block of realistic LLM-call spans into otel_traces: the materialized views do the rest."""
     return f"""
 INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ServiceName, SpanName, SpanKind, ScopeName, ScopeVersion,
                          SpanAttributes, Duration, StatusCode)
@@ -72,34 +95,44 @@ SELECT ts, trace_id, span_id, service, concat('chat ', model), 'SPAN_KIND_CLIENT
            'thinkmeter.cost.usd', if(unknown_usage OR in_usd = 0, '', toString(cost)),
            'thinkmeter.cost.reasoning_usd', if(unknown_usage OR in_usd = 0, '', toString(reasoning * out_usd / 1e6)),
            'thinkmeter.cost.source', if(unknown_usage, '', if(in_usd = 0, 'unknown_price', 'price_table')),
-           'thinkmeter.tenant', concat('tenant-', toString(h % 50)),
+           'thinkmeter.tenant', concat('tenant-', toString(tenant_no)),
            'thinkmeter.user', concat('user-', toString(h % 2000)),
            'thinkmeter.session', concat('s-', toString(intDiv(n, 8))),
-           'thinkmeter.feature', ['search', 'chat', 'summarize', 'code', 'agent', 'extract', 'classify', 'rag'][1 + h % 8],
+           'thinkmeter.feature', feature,
            'thinkmeter.task_class', ['simple', 'lookup', 'reasoning', 'coding', 'math', 'creative'][1 + intDiv(h, 7) % 6],
            'error.type', if(error, 'RateLimitError', ''))),
        toUInt64(duration_s * 1e9), if(error, 'STATUS_CODE_ERROR', 'STATUS_CODE_UNSET')
-FROM (
-    SELECT number AS n, cityHash64(n) AS h,
-           now64(9) - toIntervalMillisecond(h % {DAYS * 86_400_000}) AS ts,
-           lower(hex(cityHash64(n, 1))) AS trace_id, lower(hex(h)) AS span_id,
-           ['checkout', 'search-api', 'assistant', 'batch-jobs', 'support-bot'][1 + intDiv(h, 3) % 5] AS service,
-           intDiv(h, 11) % {len(MODELS)} AS mi,
-           {models}[mi + 1] AS model, {providers}[mi + 1] AS provider,
-           {in_price}[mi + 1] AS in_usd, {out_price}[mi + 1] AS out_usd,
-           (h % 10) < 7 AS stream, (intDiv(h, 13) % 100) = 0 AS error, (intDiv(h, 17) % 100) < 3 AS unknown_usage,
-           100 + intDiv(h, 19) % 20000 AS input, intDiv(input, 2) * ((intDiv(h, 23) % 2)) AS cached,
-           20 + toUInt64(exp2((intDiv(h, 29) % 1300) / 100.0)) AS output,
-           toUInt64(output * ((intDiv(h, 31) % 90) / 100.0)) AS reasoning,
-           0.1 + (intDiv(h, 37) % 2000) / 1000.0 AS ttfc, ttfc + reasoning * 0.012 AS ttfvt, 0.004 + (intDiv(h, 41) % 40) / 1000.0 AS tpot,
-           ttfvt + (output - reasoning) * tpot AS duration_s,
-           ((input - cached) * in_usd + cached * in_usd / 10 + output * out_usd) / 1e6 AS cost
-    FROM numbers({start}, {count})
-)
+FROM ({_calls_sql(start, count)})
 """
 
 
-def fill(client: Any, rows: int) -> None:
+def calls_insert_sql(start: int, count: int) -> str:
+    """The same calls straight into llm_calls (its rollup view still fills llm_calls_hourly)."""
+    return f"""
+INSERT INTO llm_calls (Timestamp, TraceId, SpanId, ServiceName, StatusCode, duration_s, operation, provider,
+    request_model, response_model, model, response_id, finish_reasons, stream, reasoning_level, server_address,
+    engine, input_tokens, cache_read_tokens, output_tokens, reasoning_tokens, visible_output_tokens,
+    reasoning_source, output_source, time_to_first_chunk_s, time_to_first_token_s, time_to_first_visible_token_s,
+    time_per_output_token_s, cost_usd, reasoning_cost_usd, cost_source, tenant, user, session, feature,
+    task_class, error_type)
+SELECT ts, trace_id, span_id, service, if(error, 'STATUS_CODE_ERROR', 'STATUS_CODE_UNSET'), duration_s, 'chat',
+    provider, model, concat(model, '-2025-08-07'), concat(model, '-2025-08-07'), concat('resp_', span_id), ['stop'],
+    stream, ['low', 'medium', 'high'][1 + h % 3], 'api.example.com', if(provider IN ('vllm', 'ollama'), provider, ''),
+    input, cached, if(unknown_usage, NULL, output), if(unknown_usage, NULL, reasoning),
+    if(unknown_usage, NULL, output - reasoning), if(unknown_usage, 'unknown', 'reported'),
+    if(unknown_usage, 'unknown', 'reported'), if(stream, ttfc, NULL), if(stream, ttfc + 0.01, NULL),
+    if(stream, ttfvt, NULL), if(stream, tpot, NULL), if(unknown_usage OR in_usd = 0, NULL, cost),
+    if(unknown_usage OR in_usd = 0, NULL, reasoning * out_usd / 1e6),
+    if(unknown_usage, '', if(in_usd = 0, 'unknown_price', 'price_table')), concat('tenant-', toString(tenant_no)),
+    concat('user-', toString(h % 2000)), concat('s-', toString(intDiv(n, 8))),
+    feature,
+    ['simple', 'lookup', 'reasoning', 'coding', 'math', 'creative'][1 + intDiv(h, 7) % 6],
+    if(error, 'RateLimitError', '')
+FROM ({_calls_sql(start, count)})
+"""
+
+
+def fill(client: Any, rows: int, via_traces: bool) -> None:
     have = client.query("SELECT count() FROM llm_calls").result_rows[0][0]
     if have >= rows:
         print(f"store already holds {have:,} calls")
@@ -107,7 +140,8 @@ def fill(client: Any, rows: int) -> None:
     t0 = time.perf_counter()
     for start in range(have, rows, BLOCK):
         count = min(BLOCK, rows - start)
-        client.command(generator_sql(start, count), settings={"max_insert_block_size": 1_048_576,
+        insert = traces_insert_sql if via_traces else calls_insert_sql
+        client.command(insert(start, count), settings={"max_insert_block_size": 1_048_576,
                                                               "min_insert_block_size_rows": 1_048_576})
         print(f"  generated {start + count:>11,} calls  ({time.perf_counter() - t0:6.1f} s)", flush=True)
     t0 = time.perf_counter()
@@ -216,6 +250,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1M calls, 3 repeats")
     parser.add_argument("--rows", type=int, default=None, help="calls in the store (default 10,000,000)")
     parser.add_argument("--repeat", type=int, default=None, help="runs of each query (default 10)")
+    parser.add_argument("--via-traces", action="store_true",
+                        help="generate spans into otel_traces so every materialized view runs (slower)")
     parser.add_argument("--data-dir", type=Path, default=None, help="keep (and reuse) the store here")
     args = parser.parse_args()
     rows = args.rows or (1_000_000 if args.quick else 10_000_000)
@@ -226,7 +262,7 @@ def main() -> None:
         with embedded_store(settings) as client:
             ensure_schema(client, settings)
             print(f"store: {data_dir} ({rows:,} calls over {DAYS} days)")
-            fill(client, rows)
+            fill(client, rows, args.via_traces)
             run_queries(client, repeat)
     finally:
         if args.data_dir is None:

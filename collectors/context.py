@@ -13,13 +13,13 @@ import time
 
 from thinkmeter.collectors.engines import EngineSnapshot
 from thinkmeter.collectors.gpu import GpuSnapshot
-
-# Span attributes set at request start on calls to a self-hosted engine.
-KV_CACHE_USAGE = "thinkmeter.engine.kv_cache.usage"
-REQUESTS_RUNNING = "thinkmeter.engine.requests.running"
-REQUESTS_WAITING = "thinkmeter.engine.requests.waiting"
-GPU_UTILIZATION = "thinkmeter.gpu.utilization"
-GPU_MEMORY_USED_BYTES = "thinkmeter.gpu.memory.used_bytes"
+from thinkmeter.schemas.semconv import (
+    ENGINE_KV_CACHE_USAGE as KV_CACHE_USAGE,
+    ENGINE_REQUESTS_RUNNING as REQUESTS_RUNNING,
+    ENGINE_REQUESTS_WAITING as REQUESTS_WAITING,
+    GPU_MEMORY_USED_BYTES,
+    GPU_UTILIZATION,
+)
 
 _LOCAL_HOSTS = frozenset({"localhost", "::1", "0.0.0.0", "::", socket.gethostname().lower()})
 

@@ -12,6 +12,7 @@ needs two scrapes, is None, never 0.
 from __future__ import annotations
 
 import json
+import math
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,7 @@ from thinkmeter.collectors.prometheus_text import Exposition
 
 ENGINES = ("vllm", "sglang", "tgi", "llamacpp", "ollama")
 _MAX_BODY_BYTES = 8 * 1024 * 1024
+_TIMEOUT_S = 2.0  # per request; a server slower than this is treated as not answering
 
 
 class ScrapeError(Exception):
@@ -152,7 +154,6 @@ class EngineScraper:
         engine: str | None = None,
         model: str | None = None,
         interval_s: float = 5.0,
-        timeout_s: float = 2.0,
     ) -> None:
         if engine is not None and engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)} or leave it out to detect it")
@@ -165,7 +166,6 @@ class EngineScraper:
         self.engine = engine
         self.model = model
         self.interval_s = interval_s
-        self.timeout_s = timeout_s
         self._previous_time_ns: int | None = None
         self._previous_monotonic: float | None = None
         self._counters: dict[str, float] = {}
@@ -192,7 +192,7 @@ class EngineScraper:
     def _get(self, path: str) -> str:
         url = self.base_url + path
         try:
-            with self._opener.open(url, timeout=self.timeout_s) as response:
+            with self._opener.open(url, timeout=_TIMEOUT_S) as response:
                 body = response.read(_MAX_BODY_BYTES + 1)
         except urllib.error.HTTPError as exc:
             raise ScrapeError(f"{url} answered HTTP {exc.code}") from None
@@ -312,11 +312,8 @@ class EngineScraper:
         return hits / queries if queries > 0 else None
 
     def _counter_delta(self, exposition: Exposition, names: tuple[str, ...]) -> float | None:
-        for name in names:
-            series = exposition.series(name)
-            if series:
-                return self._delta(name, sum(s.value for s in series))
-        return None
+        series = _first_series(exposition, names)
+        return self._delta(series[0].name, sum(s.value for s in series)) if series else None
 
     def _delta(self, key: str, value: float) -> float | None:
         previous = self._counters.get(key)
@@ -378,8 +375,9 @@ def _base_url(url: str) -> str:
 
 
 def _first_series(exposition: Exposition, names: tuple[str, ...]) -> list[prometheus_text.Sample]:
+    """The series of the first name present; NaN samples (a reading the engine does not have) left out."""
     for name in names:
-        series = exposition.series(name)
+        series = [sample for sample in exposition.series(name) if not math.isnan(sample.value)]
         if series:
             return series
     return []

@@ -8,7 +8,6 @@ once, and not asked for again. No library or no driver: `start()` logs one line 
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,7 +59,6 @@ class GpuSnapshot:
     time_unix_nano: int
     start_unix_nano: int  # when the collector started (start of its cumulative sums)
     previous_unix_nano: int | None  # the previous sample (start of the deltas); None on the first
-    host_name: str
     driver_version: str | None
     devices: tuple[GpuDevice, ...] = ()
 
@@ -75,7 +73,6 @@ class GpuCollector:
         self._driver_version: str | None = None
         self._unsupported: dict[str, set[str]] = {}  # device uuid -> readings NVML refused
         self._failed: set[tuple[str, str]] = set()  # (device, reading) errors already logged
-        self._host_name = socket.gethostname()
         self._start_ns = 0
         self._previous_ns: int | None = None
         self._energy: dict[str, float] = {}  # device uuid -> joules at the previous sample
@@ -138,7 +135,6 @@ class GpuCollector:
             time_unix_nano=now_ns,
             start_unix_nano=self._start_ns,
             previous_unix_nano=self._previous_ns,
-            host_name=self._host_name,
             driver_version=self._driver_version,
             devices=tuple(devices),
         )
@@ -147,10 +143,12 @@ class GpuCollector:
 
     def _mig_instances(self, index: int, handle: Any, parent_uuid: str) -> list[GpuDevice]:
         nvml = self._nvml
-        current = self._reading(parent_uuid, "mig mode", lambda: nvml.nvmlDeviceGetMigMode(handle)[0])
-        if current != nvml.NVML_DEVICE_MIG_ENABLE:
+        try:
+            if nvml.nvmlDeviceGetMigMode(handle)[0] != nvml.NVML_DEVICE_MIG_ENABLE:
+                return []
+            slots = nvml.nvmlDeviceGetMaxMigDeviceCount(handle)
+        except nvml.NVMLError:  # not MIG-capable (NotSupported): a plain GPU
             return []
-        slots = self._reading(parent_uuid, "mig count", lambda: nvml.nvmlDeviceGetMaxMigDeviceCount(handle)) or 0
         instances = []
         for slot in range(slots):
             try:

@@ -67,17 +67,18 @@ def engine_scraper(spec: EngineSpec, interval_s: float = DEFAULT_INTERVAL_S) -> 
 
 
 class CollectorRunner:
+    """Samples each collector on its own interval in a daemon thread; `stop()` flushes."""
+
     def __init__(
         self,
         engines: Iterable[EngineScraper] = (),
         gpu: GpuCollector | None = None,
         sink: Sink | None = None,
-        max_pending_points: int = MAX_PENDING_POINTS,
     ) -> None:
         self.engines = list(engines)
         self.gpu = gpu
         self.sink = sink
-        self._pending: deque[MetricPoint] = deque(maxlen=max_pending_points)
+        self._pending: deque[MetricPoint] = deque(maxlen=MAX_PENDING_POINTS)  # the oldest go first
         self._engine_up: dict[EngineScraper, bool] = {}  # answered its last scrape
         self._engine_attributes: dict[EngineScraper, dict[str, str]] = {}  # of its last snapshot
         self._logged: set[str] = set()
@@ -139,7 +140,7 @@ class CollectorRunner:
     # --- sampling ----------------------------------------------------------------------------------
 
     def collect_once(self) -> list[MetricPoint]:
-        """Sample every collector now and queue the points (the thread calls this per interval, tests directly)."""
+        """Sample every collector now and queue the points for the next flush (one-shot use and tests)."""
         points = [point for scraper in self.engines for point in self._scrape(scraper)]
         if self._start_gpu():
             points.extend(self._sample_gpu())

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from thinkmeter.alerts.rules import ENGINE_KV_CACHE_USAGE, ENGINE_PREEMPTIONS, ENGINE_REQUESTS_WAITING, AlertSettings
+from thinkmeter.alerts.rules import (
+    ENGINE_KV_CACHE_USAGE,
+    ENGINE_PREEMPTIONS,
+    ENGINE_REQUESTS_WAITING,
+    AlertSettings,
+)
 from thinkmeter.dashboards.model import (
     CustomVariable,
     Dashboard,
@@ -67,7 +72,7 @@ _SHARES = """sum(spend_share_num) / nullIf(sum(spend_share_den), 0) AS reasoning
 # Calls with usage but no price. The rollup counts calls without a cost and calls without output
 # tokens; a call without output tokens has no cost either.
 _RAW_UNPRICED = "countIf(cost_usd IS NULL AND output_tokens IS NOT NULL)"
-_ROLLUP_UNPRICED = "sum(if(unknown_cost_calls > unknown_output_calls, unknown_cost_calls - unknown_output_calls, 0))"
+_ROLLUP_UNPRICED = "sum(toUInt64(if(unknown_cost_calls > unknown_output_calls, unknown_cost_calls - unknown_output_calls, 0)))"
 
 
 # ------------------------------------------------------------------------------------------------ spend
@@ -176,13 +181,13 @@ def _unpriced_models() -> Query:
 
 def _top_spenders() -> Query:
     sql = f"""SELECT tenant, user, count() AS calls, sum(cost_usd) AS spend_usd, sum(reasoning_cost_usd) AS reasoning_spend_usd,
-    sum(reasoning_tokens) AS reasoning_tokens,
+    sum(reasoning_tokens) AS total_reasoning_tokens,
     sum(reasoning_tokens) / nullIf(sumIf(output_tokens, reasoning_tokens IS NOT NULL), 0) AS reasoning_share_of_output
 FROM llm_calls WHERE {CALLS_WHERE}
 GROUP BY tenant, user ORDER BY spend_usd DESC LIMIT 20"""
     return Query(
         sql,
-        ("tenant", "user", "calls", "spend_usd", "reasoning_spend_usd", "reasoning_tokens", "reasoning_share_of_output"),
+        ("tenant", "user", "calls", "spend_usd", "reasoning_spend_usd", "total_reasoning_tokens", "reasoning_share_of_output"),
         TABLE,
     )
 
@@ -268,13 +273,13 @@ def spend_dashboard() -> Dashboard:
 
 def _class_percentiles() -> Query:
     raw = f"""SELECT task_class, countIf(reasoning_tokens IS NOT NULL) AS known,
-    quantilesTDigest(0.5, 0.95, 0.99)(reasoning_tokens) AS q, max(reasoning_tokens) AS top
+    quantilesTDigest(0.5, 0.9, 0.95, 0.99)(reasoning_tokens) AS q, max(reasoning_tokens) AS top
 FROM llm_calls WHERE {RAW_WHERE} GROUP BY task_class"""
     rollup = f"""SELECT task_class, sum(calls) - sum(unknown_reasoning_calls) AS known,
-    arrayMap(i -> quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(reasoning_tokens_q)[i], [1, 3, 4]) AS q, NULL AS top
+    quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(reasoning_tokens_q) AS q, NULL AS top
 FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY task_class"""
     outer = """if(task_class = '', '(none)', task_class) AS task_class, known AS calls_with_reasoning,
-    round(q[1]) AS reasoning_p50, round(q[2]) AS reasoning_p95, round(q[3]) AS reasoning_p99, top AS reasoning_max"""
+    round(q[1]) AS reasoning_p50, round(q[3]) AS reasoning_p95, round(q[4]) AS reasoning_p99, top AS reasoning_max"""
     return Query(
         by_range(raw, rollup, outer, "WHERE known > 0 ORDER BY reasoning_p95 DESC"),
         ("task_class", "calls_with_reasoning", "reasoning_p50", "reasoning_p95", "reasoning_p99", "reasoning_max"),
@@ -347,13 +352,13 @@ GROUP BY task_class, model ORDER BY reasoning_per_visible_token DESC LIMIT 30"""
 
 
 def _cost_tail() -> Query:
-    raw = f"""SELECT task_class, countIf(cost_usd IS NOT NULL) AS priced, quantilesTDigest(0.5, 0.95, 0.99)(cost_usd) AS q
+    raw = f"""SELECT task_class, countIf(cost_usd IS NOT NULL) AS priced, quantilesTDigest(0.5, 0.9, 0.95, 0.99)(cost_usd) AS q
 FROM llm_calls WHERE {RAW_WHERE} GROUP BY task_class"""
     rollup = f"""SELECT task_class, sum(calls) - sum(unknown_cost_calls) AS priced,
-    arrayMap(i -> quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(cost_usd_q)[i], [1, 3, 4]) AS q
+    quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(cost_usd_q) AS q
 FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY task_class"""
     outer = """if(task_class = '', '(none)', task_class) AS task_class, priced AS priced_calls,
-    q[1] AS cost_p50_usd, q[2] AS cost_p95_usd, q[3] AS cost_p99_usd, q[3] / nullIf(q[1], 0) AS p99_over_p50"""
+    q[1] AS cost_p50_usd, q[3] AS cost_p95_usd, q[4] AS cost_p99_usd, q[4] / nullIf(q[1], 0) AS p99_over_p50"""
     return Query(
         by_range(raw, rollup, outer, "WHERE priced > 0 ORDER BY cost_p99_usd DESC"),
         ("task_class", "priced_calls", "cost_p50_usd", "cost_p95_usd", "cost_p99_usd", "p99_over_p50"),
@@ -429,7 +434,7 @@ def reasoning_dashboard() -> Dashboard:
             ),
             Row("Cost tail"),
             Panel("Cost per request tail by task class", "table", (_cost_tail(),), width=12,
-                  overrides=tuple(_unit(f"cost_{q}_usd", usd) for q in ("p50", "p95", "p99"))),  # fmt: skip
+                  overrides=tuple(_unit(f"cost_{q}_usd", usd) for q in ("p50", "p95", "p99"))),
             Panel("Cost per request p99 by task class", "timeseries", (_cost_p99_over_time(),), unit=usd, width=12),
         ),
     )
@@ -526,7 +531,7 @@ def latency_dashboard(settings: AlertSettings) -> Dashboard:
             Panel("p95 time to first visible token by task class", "timeseries", (_ttfvt_by_class(),), unit="s", thresholds=slo),
             Panel("p95 total duration by model", "timeseries", (_total_by_model(),), unit="s"),
             Panel("Thinking time by task class", "timeseries", (_thinking_time(),), unit="s",
-                  description="First visible token - first token: how long the model thinks before it answers."),  # fmt: skip
+                  description="First visible token - first token: how long the model thinks before it answers."),
             Panel(
                 "Tokens per second by model",
                 "timeseries",
@@ -598,7 +603,15 @@ GROUP BY kv_cache_usage_at_start ORDER BY min({kv})"""
 
 
 def engines_dashboard(settings: AlertSettings) -> Dashboard:
-    kv_line = (Threshold(settings.kv_cache_saturation),)
+    # The alert rule's saturation level, drawn on the KV-cache usage axis.
+    kv_saturation = {
+        "matcher": {"id": "byRegexp", "options": ".*kv_cache_usage.*"},
+        "properties": [
+            {"id": "thresholds", "value": {"mode": "absolute", "steps": [
+                {"color": "green", "value": None}, {"color": "red", "value": settings.kv_cache_saturation}]}},
+            {"id": "custom.thresholdsStyle", "value": {"mode": "line"}},
+        ],
+    }
     return Dashboard(
         uid="thinkmeter-engines",
         title="thinkmeter / Engines and GPUs",
@@ -627,21 +640,21 @@ def engines_dashboard(settings: AlertSettings) -> Dashboard:
                     "kv_cache_usage": ENGINE_KV_CACHE_USAGE,
                     "requests_running": ENGINE_REQUESTS_RUNNING,
                     "requests_waiting": ENGINE_REQUESTS_WAITING,
-                }),),  # fmt: skip
+                }),),
                 description="KV-cache usage (right axis) against the requests the engine runs and queues.",
                 unit="short",
                 width=24,
-                overrides=(_right_axis("kv_cache_usage", "percentunit"),),
+                overrides=(_right_axis("kv_cache_usage", "percentunit"), kv_saturation),
             ),
             Panel("Preemptions", "timeseries", (_preemptions(),), unit="short", stacked=True,
-                  description="Requests the engine preempted (KV cache exhausted) per interval."),  # fmt: skip
+                  description="Requests the engine preempted (KV cache exhausted) per interval."),
             Panel(
                 "Prefix-cache hits and generation rate",
                 "timeseries",
                 (_engine_gauges({
                     "prefix_cache_hit_rate": ENGINE_PREFIX_CACHE_HIT_RATE,
                     "generation_tokens_per_s": ENGINE_GENERATION_TOKENS_RATE,
-                }),),  # fmt: skip
+                }),),
                 unit="short",
                 overrides=(_right_axis("prefix_cache_hit_rate", "percentunit"),),
             ),
@@ -652,12 +665,11 @@ def engines_dashboard(settings: AlertSettings) -> Dashboard:
                 description="Reasoning tokens of calls by the engine's KV-cache usage when they started.",
                 unit="short",
                 width=24,
-                thresholds=kv_line,
                 options={"xField": "kv_cache_usage_at_start", "orientation": "vertical"},
             ),
             Row("GPUs"),
             Panel("GPU utilization", "timeseries", (_gpu_gauge(GPU_UTILIZATION, "utilization"),), unit="percentunit", width=8,
-                  field_defaults={"min": 0, "max": 1}),  # fmt: skip
+                  field_defaults={"min": 0, "max": 1}),
             Panel("GPU memory used / limit", "timeseries", (_gpu_memory(),), unit="bytes", width=8),
             Panel("GPU power", "timeseries", (_gpu_gauge(GPU_POWER, "power_watts"),), unit="watt", width=8),
         ),
@@ -667,7 +679,7 @@ def engines_dashboard(settings: AlertSettings) -> Dashboard:
 # --------------------------------------------------------------------------------------------- outliers
 
 _K = "greatest(toFloat64OrZero(${k:singlequote}), 1)"
-_CLASS_P95 = f"""WITH class_p95 AS (
+_CLASS_P95 = """WITH class_p95 AS (
     SELECT task_class, quantileTDigest(0.95)(reasoning_tokens) AS p95
     FROM llm_calls WHERE $__timeFilter(Timestamp) AND reasoning_tokens IS NOT NULL
     GROUP BY task_class
@@ -685,7 +697,7 @@ ORDER BY times_class_p95 DESC LIMIT 200"""
     return Query(
         sql,
         ("time", "trace_id", "service", "model", "task_class", "tenant", "user", "reasoning_tokens", "class_p95",
-         "times_class_p95", "cost_usd", "duration_s"),  # fmt: skip
+         "times_class_p95", "cost_usd", "duration_s"),
         TABLE,
     )
 
@@ -707,7 +719,7 @@ ORDER BY cost_usd DESC LIMIT 50"""
     return Query(
         sql,
         ("time", "trace_id", "service", "model", "task_class", "tenant", "user", "cost_usd", "reasoning_cost_usd",
-         "reasoning_tokens", "duration_s"),  # fmt: skip
+         "reasoning_tokens", "duration_s"),
         TABLE,
     )
 
@@ -722,7 +734,7 @@ def outliers_dashboard() -> Dashboard:
         variables=(
             *CALL_VARIABLE_LIST,
             CustomVariable("k", "k x p95", ("1.5", "2", "3", "5", "10"), "2",
-                           "A call is an outlier above k x the p95 reasoning tokens of its task class in the range."),  # fmt: skip
+                           "A call is an outlier above k x the p95 reasoning tokens of its task class in the range."),
         ),
         items=(
             Panel(

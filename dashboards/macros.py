@@ -14,8 +14,11 @@ Two stages, in the order a dashboard query goes through them:
      and `csv` join with commas. "All" selected: a custom `allValue` is inserted unformatted, otherwise
      the values of every option are formatted. Unknown names (such as `$__timeFilter`) stay as they are.
    Grafana also fills the scoped `$__interval` / `$__interval_ms` here; they are left to the backend
-   stage below, which gives the same text for whole-unit intervals.
-   Alert rules are evaluated in the backend only: they must not use this stage (see `expand_alert`).
+   stage below, which gives the same text for whole-unit intervals. The variable regex, the "All"
+   handling and the `singlequote` / `raw` / `csv` formatters follow Grafana's TemplateSrv and format
+   registry (public/app/features/templating, grafana-scenes formatRegistry), which standards.md does
+   not quote.
+   Alert rules are evaluated in the backend only: they must not use this stage (`expand_alert_query`).
 
 2. Backend (`pkg/macros/macros.go` `Interpolate`, with `grafana/macropro` `parser.go`): comments are
    blanked out, then every `$__name` / `$__name(args)` known to the plugin is replaced, longest name
@@ -33,7 +36,8 @@ Two stages, in the order a dashboard query goes through them:
      $__interval_s         <max(interval s, 1)>
      $__timeGroup(c, 5m)   toStartOfInterval(toDateTime(c), INTERVAL 300 second)
      $__interval / $__interval_ms      macropro defaults: "5m"-style duration / milliseconds
-   Unknown `$__` names are left unchanged.
+   Unknown `$__` names are left unchanged. Not modelled: the statement macros ($__columns, $__lttb, ...),
+   dollar-quoted strings in the comment stripper, and the frontend-only $__adHocFilters.
 """
 
 from __future__ import annotations
@@ -102,10 +106,10 @@ def _macro_args(query: str, open_paren: int) -> list[str]:
     return []
 
 
-def _current_text(variable: Variable | None) -> str:
-    """JavaScript String(current.value): arrays join with commas."""
+def _current_text(variable: Variable | None) -> str | None:
+    """JavaScript String(current.value): arrays join with commas; None for an undefined variable."""
     if variable is None:
-        return ""
+        return None
     value = variable.value
     return value if isinstance(value, str) else ",".join(value)
 
@@ -282,9 +286,9 @@ def _macros(time_range: TimeRange) -> dict[str, tuple[int | None, object]]:
     end_day = time_range.end.astimezone(timezone.utc).strftime("%Y-%m-%d")
     interval_s = max(time_range.interval_ms // 1000, 1)
     interval_ms = max(time_range.interval_ms, 1)
-    date_filter = lambda c: f"{c} >= toDate('{start_day}') AND {c} <= toDate('{end_day}')"  # noqa: E731
-    time_filter = lambda c: f"{c} >= toDateTime({start_s}) AND {c} <= toDateTime({end_s})"  # noqa: E731
-    date_time = lambda d, t: f"({date_filter(d)}) AND ({time_filter(t)})"  # noqa: E731
+    date_filter = lambda c: f"{c} >= toDate('{start_day}') AND {c} <= toDate('{end_day}')"
+    time_filter = lambda c: f"{c} >= toDateTime({start_s}) AND {c} <= toDateTime({end_s})"
+    date_time = lambda d, t: f"({date_filter(d)}) AND ({time_filter(t)})"
     return {
         "timeFilter": (1, time_filter),
         "timeFilter_ms": (1, lambda c: f"{c} >= fromUnixTimestamp64Milli({start_ms}) AND {c} <= fromUnixTimestamp64Milli({end_ms})"),

@@ -237,7 +237,7 @@ def render(dashboard: Dashboard) -> dict[str, Any]:
             panels.append(
                 {"id": panel_id, "type": "row", "title": item.title, "collapsed": False, "panels": [],
                  "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}}
-            )  # fmt: skip
+            )
             y += 1
             continue
         if x + item.width > 24:
@@ -271,7 +271,7 @@ def render(dashboard: Dashboard) -> dict[str, Any]:
         "links": [
             {"type": "dashboards", "tags": [DASHBOARD_TAG], "asDropdown": False, "includeVars": True,
              "keepTime": True, "title": "thinkmeter"}
-        ],  # fmt: skip
+        ],
         "annotations": {"list": []},
         "templating": {"list": [datasource_variable, *(_variable_json(v) for v in dashboard.variables)]},
         "panels": panels,

@@ -98,17 +98,23 @@ def trace_id_query(trace_id: str, database: str = "default", table: str = "otel_
             "arrayMap(key -> map('key', key, 'value',\"SpanAttributes\"[key]), mapKeys(\"SpanAttributes\")) as tags,",
             "arrayMap(key -> map('key', key, 'value',\"ResourceAttributes\"[key]), mapKeys(\"ResourceAttributes\")) as serviceTags,",
             "if(\"StatusCode\" IN ('Error', 'STATUS_CODE_ERROR'), 2, 0) as statusCode,",
-            f"arrayMap((name, timestamp, attributes) -> tuple(name, toString(toUnixTimestamp64Milli(timestamp)), {attrs})"
-            '::Tuple(name String, timestamp String, fields Array(Map(String, String))), "Events".Name, "Events".Timestamp,'
-            ' "Events".Attributes) AS logs,',
-            f"arrayMap((traceID, spanID, attributes) -> tuple(traceID, spanID, {attrs})"
-            '::Tuple(traceID String, spanID String, tags Array(Map(String, String))), "Links".TraceId, "Links".SpanId,'
-            ' "Links".Attributes) AS references,',
+            (
+                f"arrayMap((name, timestamp, attributes) -> tuple(name, toString(toUnixTimestamp64Milli(timestamp)), {attrs})"
+                '::Tuple(name String, timestamp String, fields Array(Map(String, String))), "Events".Name, "Events".Timestamp,'
+                ' "Events".Attributes) AS logs,'
+            ),
+            (
+                f"arrayMap((traceID, spanID, attributes) -> tuple(traceID, spanID, {attrs})"
+                '::Tuple(traceID String, spanID String, tags Array(Map(String, String))), "Links".TraceId, "Links".SpanId,'
+                ' "Links".Attributes) AS references,'
+            ),
             '"SpanKind" as kind,',
             '"StatusMessage" as statusMessage,',
             '"TraceState" as traceState',
-            f'FROM "{database}"."{table}" WHERE traceID = __gf_trace_id AND "Timestamp" >= __gf_trace_start'
-            ' AND "Timestamp" <= __gf_trace_end',
+            (
+                f'FROM "{database}"."{table}" WHERE traceID = __gf_trace_id AND "Timestamp" >= __gf_trace_start'
+                ' AND "Timestamp" <= __gf_trace_end'
+            ),
         ]
     )
 
@@ -116,7 +122,7 @@ def trace_id_query(trace_id: str, database: str = "default", table: str = "otel_
 TRACE_VIEW_COLUMNS = (
     "traceID", "spanID", "parentSpanID", "serviceName", "operationName", "startTime", "duration", "tags",
     "serviceTags", "statusCode", "logs", "references", "kind", "statusMessage", "traceState",
-)  # fmt: skip
+)
 
 
 def trace_link(database: str = "default") -> dict[str, object]:

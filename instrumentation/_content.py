@@ -44,7 +44,9 @@ class ContentCapture:
         if self.redact is not None:
             text = self.redact(text)
             if not isinstance(text, str):
-                raise TypeError(f"the redact hook returned {type(text).__name__}, not str")
+                raise TypeError(
+                    f"the redact hook returned {type(text).__name__}, not str"
+                )
         if len(text) <= budget.left:
             budget.left -= len(text)
             return text
@@ -66,7 +68,12 @@ class ContentCapture:
             if isinstance(text, str):
                 parts.append({"type": "text", "content": self._text(text, budget)})
             elif kind == "refusal" and isinstance(_get(part, "refusal"), str):
-                parts.append({"type": "text", "content": self._text(_get(part, "refusal"), budget)})
+                parts.append(
+                    {
+                        "type": "text",
+                        "content": self._text(_get(part, "refusal"), budget),
+                    }
+                )
             else:
                 parts.append({"type": str(kind or "unknown")})
         return parts
@@ -76,18 +83,33 @@ class ContentCapture:
         for tool_call in tool_calls or ():
             function = _get(tool_call, "function") or tool_call
             arguments = _get(function, "arguments")
-            part = {"type": "tool_call", "id": _get(tool_call, "id") or _get(tool_call, "call_id"), "name": _get(function, "name")}
+            part = {
+                "type": "tool_call",
+                "id": _get(tool_call, "id") or _get(tool_call, "call_id"),
+                "name": _get(function, "name"),
+            }
             if arguments is not None:
                 part["arguments"] = self._text(arguments, budget)
             parts.append(part)
         return parts
 
-    def _message(self, message: Any, budget: _Budget, default_role: str) -> dict[str, Any]:
+    def _message(
+        self, message: Any, budget: _Budget, default_role: str
+    ) -> dict[str, Any]:
         role = _get(message, "role") or default_role
         if role == "tool" or _get(message, "type") == "function_call_output":
-            output = _get(message, "content") if role == "tool" else _get(message, "output")
-            response = self._text(output if isinstance(output, str) else json.dumps(output, default=str), budget)
-            part = {"type": "tool_call_response", "id": _get(message, "tool_call_id") or _get(message, "call_id"), "response": response}
+            output = (
+                _get(message, "content") if role == "tool" else _get(message, "output")
+            )
+            response = self._text(
+                output if isinstance(output, str) else json.dumps(output, default=str),
+                budget,
+            )
+            part = {
+                "type": "tool_call_response",
+                "id": _get(message, "tool_call_id") or _get(message, "call_id"),
+                "response": response,
+            }
             return {"role": "tool", "parts": [part]}
         if _get(message, "type") == "function_call":
             return {"role": "assistant", "parts": self._tool_calls([message], budget)}
@@ -105,9 +127,23 @@ class ContentCapture:
         budget = _Budget(self.max_chars)
         result = []
         if isinstance(instructions, str):
-            result.append({"role": "system", "parts": [{"type": "text", "content": self._text(instructions, budget)}]})
+            result.append(
+                {
+                    "role": "system",
+                    "parts": [
+                        {"type": "text", "content": self._text(instructions, budget)}
+                    ],
+                }
+            )
         if isinstance(messages, str):
-            result.append({"role": "user", "parts": [{"type": "text", "content": self._text(messages, budget)}]})
+            result.append(
+                {
+                    "role": "user",
+                    "parts": [
+                        {"type": "text", "content": self._text(messages, budget)}
+                    ],
+                }
+            )
         else:
             result += [self._message(m, budget, "user") for m in messages or ()]
         return self._dump(result)
@@ -119,7 +155,8 @@ class ContentCapture:
         for content, tool_calls, finish_reason in outputs:
             message: dict[str, Any] = {
                 "role": "assistant",
-                "parts": self._parts(content, budget) + self._tool_calls(tool_calls, budget),
+                "parts": self._parts(content, budget)
+                + self._tool_calls(tool_calls, budget),
             }
             if finish_reason:
                 message["finish_reason"] = finish_reason
@@ -131,13 +168,26 @@ def capture(record: CallRecord, attribute: str, build: Callable[[], str]) -> Non
     """Put captured content on the record; a failing redact hook or odd message drops it, logged once."""
     try:
         record.attributes[attribute] = build()
-    except Exception:
-        log_once(f"content:{attribute}", "thinkmeter: content capture failed (redact hook or message shape); %s not recorded", attribute)
+    except Exception:  # noqa: BLE001  (any failure here must only cost the content)
+        log_once(
+            f"content:{attribute}",
+            "thinkmeter: content capture failed (redact hook or message shape); %s not recorded",
+            attribute,
+        )
 
 
-def capture_input(capture_content: ContentCapture | None, record: CallRecord, messages: Any, instructions: Any = None) -> None:
+def capture_input(
+    capture_content: ContentCapture | None,
+    record: CallRecord,
+    messages: Any,
+    instructions: Any = None,
+) -> None:
     if capture_content is not None and messages is not None:
-        capture(record, sc.INPUT_MESSAGES, lambda: capture_content.input_messages(messages, instructions))
+        capture(
+            record,
+            sc.INPUT_MESSAGES,
+            lambda: capture_content.input_messages(messages, instructions),
+        )
 
 
 def _get(item: Any, name: str) -> Any:

@@ -17,6 +17,19 @@ def current_tag_attributes() -> dict[str, str]:
     return _current.get()
 
 
+def _tag_text(name: str, value: object) -> str:
+    """A tag value as stored: any text verbatim; bytes and text that is not valid Unicode are refused,
+    since the store keeps UTF-8 and would otherwise hold something other than what was passed."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"thinkmeter.tags({name}=...) got bytes; pass text (decode it first)")
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"thinkmeter.tags({name}=...) is not valid UTF-8 text ({exc.reason} at {exc.start})") from None
+    return text
+
+
 class tags:
     """Attach attribution to every LLM call made inside: a context manager and a decorator.
 
@@ -32,7 +45,7 @@ class tags:
             raise TypeError(
                 f"thinkmeter.tags() got unknown tag(s) {sorted(unknown)}; use {sorted(TAG_ATTRIBUTES)}"
             )
-        self._attributes = {TAG_ATTRIBUTES[k]: str(v) for k, v in values.items() if v is not None}
+        self._attributes = {TAG_ATTRIBUTES[k]: _tag_text(k, v) for k, v in values.items() if v is not None}
         self._tokens: list[contextvars.Token] = []
 
     def _push(self) -> contextvars.Token:

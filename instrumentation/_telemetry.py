@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from thinkmeter.instrumentation._content import ContentCapture
 from thinkmeter.instrumentation._tags import current_tag_attributes
@@ -17,46 +19,52 @@ from thinkmeter.schemas.record import CallRecord
 
 def record_attributes(record: CallRecord) -> dict[str, Any]:
     """Span attributes of a finished call: only what has a value, so unknown stays absent."""
+    # Straight-line tests, no per-call tuples: this runs once per call on the caller's thread.
     attrs: dict[str, Any] = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider, sc.REQUEST_STREAM: record.stream}
-    optional = (
-        (sc.REQUEST_MODEL, record.request_model),
-        (sc.REQUEST_MAX_TOKENS, record.max_tokens),
-        (sc.REQUEST_REASONING_LEVEL, record.reasoning_level),
-        (sc.REQUEST_THINKING_BUDGET, record.thinking_budget_tokens),
-        (sc.SERVER_ADDRESS, record.server_address),
-        (sc.SERVER_PORT, record.server_port),
-        (sc.ENGINE, record.engine),
-        (sc.RESPONSE_MODEL, record.response_model),
-        (sc.RESPONSE_ID, record.response_id),
-        (sc.RESPONSE_FINISH_REASONS, record.finish_reasons),
-        (sc.TIME_TO_FIRST_CHUNK, record.time_to_first_chunk),
-        (sc.TIME_TO_FIRST_TOKEN, record.time_to_first_token),
-        (sc.TIME_TO_FIRST_VISIBLE_TOKEN, record.time_to_first_visible_token),
-        (sc.TIME_PER_OUTPUT_TOKEN, record.time_per_output_token),
-        (sc.COST_USD, record.cost_usd),
-        (sc.REASONING_COST_USD, record.reasoning_cost_usd),
-        (sc.COST_SOURCE, record.cost_source),
-        (sc.ERROR_TYPE, record.error_type),
-    )
-    for key, value in optional:
+    for key, name in _OPTIONAL_FIELDS:
+        value = getattr(record, name)
         if value is not None:
             attrs[key] = value
     usage = record.usage
-    counts = (
-        (sc.INPUT_TOKENS, usage.input_tokens),
-        (sc.CACHE_READ_TOKENS, usage.cache_read_tokens),
-        (sc.CACHE_WRITE_TOKENS, usage.cache_write_tokens),
-        (sc.OUTPUT_TOKENS, usage.output_tokens),
-        (sc.REASONING_TOKENS, usage.reasoning_tokens),
-        (sc.VISIBLE_OUTPUT_TOKENS, usage.visible_output_tokens),
-    )
-    for key, value in counts:
+    for key, name in _USAGE_FIELDS:
+        value = getattr(usage, name)
         if value is not None:
             attrs[key] = value
     attrs[sc.REASONING_SOURCE] = usage.reasoning_source.value
     attrs[sc.OUTPUT_SOURCE] = usage.output_source.value
-    attrs.update(record.attributes)
+    if record.attributes:
+        attrs.update(record.attributes)
     return attrs
+
+
+_OPTIONAL_FIELDS = (
+    (sc.REQUEST_MODEL, "request_model"),
+    (sc.REQUEST_MAX_TOKENS, "max_tokens"),
+    (sc.REQUEST_REASONING_LEVEL, "reasoning_level"),
+    (sc.REQUEST_THINKING_BUDGET, "thinking_budget_tokens"),
+    (sc.SERVER_ADDRESS, "server_address"),
+    (sc.SERVER_PORT, "server_port"),
+    (sc.ENGINE, "engine"),
+    (sc.RESPONSE_MODEL, "response_model"),
+    (sc.RESPONSE_ID, "response_id"),
+    (sc.RESPONSE_FINISH_REASONS, "finish_reasons"),
+    (sc.TIME_TO_FIRST_CHUNK, "time_to_first_chunk"),
+    (sc.TIME_TO_FIRST_TOKEN, "time_to_first_token"),
+    (sc.TIME_TO_FIRST_VISIBLE_TOKEN, "time_to_first_visible_token"),
+    (sc.TIME_PER_OUTPUT_TOKEN, "time_per_output_token"),
+    (sc.COST_USD, "cost_usd"),
+    (sc.REASONING_COST_USD, "reasoning_cost_usd"),
+    (sc.COST_SOURCE, "cost_source"),
+    (sc.ERROR_TYPE, "error_type"),
+)
+_USAGE_FIELDS = (
+    (sc.INPUT_TOKENS, "input_tokens"),
+    (sc.CACHE_READ_TOKENS, "cache_read_tokens"),
+    (sc.CACHE_WRITE_TOKENS, "cache_write_tokens"),
+    (sc.OUTPUT_TOKENS, "output_tokens"),
+    (sc.REASONING_TOKENS, "reasoning_tokens"),
+    (sc.VISIBLE_OUTPUT_TOKENS, "visible_output_tokens"),
+)
 
 
 class Telemetry:
@@ -94,15 +102,23 @@ class Telemetry:
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
         )
 
-    def start_span(self, record: CallRecord) -> Span:
-        # Attributes a sampler may look at go in at start; the rest is set once at the end.
-        return self.tracer.start_span(
+    def emit_span(self, record: CallRecord, parent: Context, start_ns: int, attrs: dict[str, Any]) -> None:
+        """The call's span, created once the call is over with every attribute (samplers see them all),
+        so the SDK checks each attribute once instead of at start and again at the end."""
+        span = self.tracer.start_span(
             f"{record.operation} {record.request_model}" if record.request_model else record.operation,
+            context=parent,
             kind=SpanKind.CLIENT,
-            attributes={sc.OPERATION: record.operation, sc.PROVIDER: record.provider},
+            attributes=attrs,
+            start_time=start_ns,
         )
+        if record.error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, record.error_type))
+        span.end()
 
-    def finish(self, span: Span, record: CallRecord, duration_s: float, error: BaseException | None) -> None:
+    def finish(
+        self, record: CallRecord, parent: Context, start_ns: int, duration_s: float, error: BaseException | None
+    ) -> None:
         if error is not None and record.error_type is None:
             record.error_type = type(error).__qualname__
         usage = record.usage
@@ -115,11 +131,8 @@ class Telemetry:
                 record.cost_source = "unknown_price"
         attrs = record_attributes(record)
         attrs.update(current_tag_attributes())
-        span.set_attributes(attrs)
-        if record.error_type is not None:
-            span.set_status(Status(StatusCode.ERROR, record.error_type))
         self._record_metrics(record, duration_s)
-        span.end()
+        self.emit_span(record, parent, start_ns, attrs)
 
     def _record_metrics(self, record: CallRecord, duration_s: float) -> None:
         dims: dict[str, Any] = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
@@ -140,12 +153,14 @@ class Telemetry:
 
 
 class Call:
-    """One traced LLM call: its record, span and time points (perf_counter seconds)."""
+    """One traced LLM call: its record, the context and wall-clock start of its span (which is made
+    when the call ends), and time points (perf_counter seconds)."""
 
     __slots__ = (
         "telemetry",
         "record",
-        "span",
+        "parent",
+        "start_ns",
         "started",
         "first_chunk",
         "first_token",
@@ -158,8 +173,8 @@ class Call:
     def __init__(self, telemetry: Telemetry, record: CallRecord) -> None:
         self.telemetry = telemetry
         self.record = record
-        self.span = telemetry.start_span(record)
-        # Started after the span so the span's own set-up is not billed to the provider.
+        self.parent = otel_context.get_current()  # the caller's trace, even if a stream ends elsewhere
+        self.start_ns = time.time_ns()
         self.started = time.perf_counter()
         self.first_chunk: float | None = None
         self.first_token: float | None = None
@@ -179,9 +194,11 @@ class Call:
         try:
             if record.stream:
                 self._set_stream_timings()
-            self.telemetry.finish(self.span, record, now - self.started, error)
+            self.telemetry.finish(record, self.parent, self.start_ns, now - self.started, error)
         except Exception:
-            self.span.end()  # figures that cannot be read must not leave the span open (never exported)
+            # Figures that cannot be read must not cost the call its span.
+            attrs = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
+            self.telemetry.emit_span(record, self.parent, self.start_ns, attrs)
             raise
 
     def _set_stream_timings(self) -> None:

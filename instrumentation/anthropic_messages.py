@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import wrapt
 
+from thinkmeter.instrumentation._content import capture
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import Surface, _begin, _end, given
 from thinkmeter.instrumentation._safety import dont_throw, log_once
 from thinkmeter.instrumentation._stream import TracedAsyncStream, TracedStream, _finish
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation.anthropic_usage import THINKING_BLOCKS, anthropic_usage
-from thinkmeter.instrumentation.openai_chat import deliver_raw, raw_response_mode, start_call
+from thinkmeter.instrumentation.openai_chat import capture_output, deliver_raw, raw_response_mode, start_call
+from thinkmeter.instrumentation.openai_usage import field, known_text
+from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord
 
 PROVIDER = "anthropic"
@@ -42,6 +46,12 @@ class MessagesSurface:
             reasoning_level=_option(kwargs.get("output_config"), "effort"),
             thinking_budget_tokens=budget,
         )
+        content = self.telemetry.capture_content
+        messages, system = given(kwargs.get("messages")), given(kwargs.get("system"))
+        # Only a list is read: any other iterable would be used up before the SDK sends it.
+        if content is not None and isinstance(messages, (list, tuple)):
+            turns = messages if system is None else [{"role": "system", "content": system}, *messages]
+            capture(record, sc.INPUT_MESSAGES, lambda: content.input_messages(turns))
         return start_call(self.telemetry, self.resolver, instance, record, default=PROVIDER)
 
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
@@ -55,27 +65,39 @@ class MessagesSurface:
             accumulator = MessagesStreamAccumulator(call)
             return TracedAsyncStream(result, accumulator) if is_async else TracedStream(result, accumulator)
         read_message(call.record, result)
+        content = self.telemetry.capture_content
+        if content is not None:
+            # Thinking blocks keep their type only: captured output is the answer.
+            capture_output(content, call.record, lambda: [(result.content, None, result.stop_reason)])
         call.finish()
         return result
 
 
-def _visible_chars(block: Any) -> int:
-    """Characters of generated, non-reasoning output in a content block: answer text, tool input."""
-    if block.type == "text":
-        return len(block.text)
-    if block.type.endswith("tool_use"):
-        return len(json.dumps(block.input, separators=(",", ":")))
-    return 0
+def _content_shape(content: Any) -> tuple[bool | None, int]:
+    """(whether a thinking block came back, characters of generated non-reasoning output: answer
+    text and tool input); (None, 0) for content that cannot be read."""
+    thought, visible = False, 0
+    try:
+        for block in content or ():
+            kind = field(block, "type")
+            if kind in THINKING_BLOCKS:
+                thought = True
+            elif kind == "text":
+                visible += len(field(block, "text"))
+            elif isinstance(kind, str) and kind.endswith("tool_use"):
+                visible += len(json.dumps(field(block, "input"), separators=(",", ":"), default=str))
+    except (TypeError, ValueError):
+        return None, 0
+    return thought, visible
 
 
 def read_message(record: CallRecord, message: Any) -> None:
-    record.response_model = message.model
-    record.response_id = message.id
-    if message.stop_reason:
-        record.finish_reasons = (message.stop_reason,)
-    content = message.content or ()
-    thought = any(block.type in THINKING_BLOCKS for block in content)
-    visible_chars = sum(_visible_chars(block) for block in content)
+    record.response_model = known_text(message.model)
+    record.response_id = known_text(message.id)
+    reason = known_text(message.stop_reason)
+    if reason:
+        record.finish_reasons = (reason,)
+    thought, visible_chars = _content_shape(message.content)
     record.usage = anthropic_usage(message.usage, message.usage, thought, visible_chars)
 
 
@@ -84,7 +106,18 @@ class MessagesStreamAccumulator:
     delta the first visible one; message_start carries input counts, the last message_delta the
     cumulative output counts."""
 
-    __slots__ = ("call", "model", "response_id", "stop_reason", "first_usage", "final_usage", "thought", "visible_chars")
+    __slots__ = (
+        "call",
+        "final_usage",
+        "first_usage",
+        "model",
+        "response_id",
+        "stop_reason",
+        "text_room",
+        "texts",
+        "thought",
+        "visible_chars",
+    )
 
     def __init__(self, call: Call) -> None:
         self.call = call
@@ -95,6 +128,10 @@ class MessagesStreamAccumulator:
         self.final_usage: Any = None
         self.thought = False
         self.visible_chars = 0
+        # The answer text, kept only while content capture is on, up to its limit.
+        content = call.telemetry.capture_content
+        self.texts: list[str] | None = [] if content is not None else None
+        self.text_room = content.max_chars if content is not None else 0
 
     def on_item(self, event: Any) -> bool:
         now = time.perf_counter()
@@ -106,6 +143,9 @@ class MessagesStreamAccumulator:
             delta = event.delta
             if delta.type == "text_delta":
                 self._visible(now, delta.text)
+                if self.texts is not None and self.text_room > 0 and isinstance(delta.text, str):
+                    self.texts.append(delta.text[: self.text_room + 1])
+                    self.text_room -= len(delta.text)
             elif delta.type == "input_json_delta":
                 self._visible(now, delta.partial_json)
             elif delta.type == "thinking_delta" and delta.thinking:
@@ -116,16 +156,16 @@ class MessagesStreamAccumulator:
                 self.thought = True
         elif kind == "message_start":
             message = event.message
-            self.model = message.model
-            self.response_id = message.id
+            self.model = known_text(message.model)
+            self.response_id = known_text(message.id)
             self.first_usage = message.usage
         elif kind == "message_delta":
             self.final_usage = event.usage
-            self.stop_reason = event.delta.stop_reason or self.stop_reason
+            self.stop_reason = known_text(field(event.delta, "stop_reason")) or self.stop_reason
         return False
 
-    def _visible(self, now: float, text: str) -> None:
-        if text:
+    def _visible(self, now: float, text: Any) -> None:
+        if text and isinstance(text, str):
             mark_tokens(self.call, now, visible=True)
             self.visible_chars += len(text)
 
@@ -137,6 +177,10 @@ class MessagesStreamAccumulator:
             record.finish_reasons = (self.stop_reason,)
         if self.first_usage is not None or self.final_usage is not None:
             record.usage = anthropic_usage(self.first_usage, self.final_usage, self.thought, self.visible_chars)
+        content = self.call.telemetry.capture_content
+        if self.texts is not None and content is not None:
+            outputs = [("".join(self.texts), None, self.stop_reason)]
+            capture_output(content, record, lambda: outputs)
 
 
 class TracedStreamManager(wrapt.ObjectProxy):
@@ -158,7 +202,7 @@ class TracedStreamManager(wrapt.ObjectProxy):
     def _trace(self, call: Call, stream: Any, is_async: bool) -> None:
         raw = getattr(stream, "_raw_stream", None)
         if raw is None:
-            log_once("anthropic.stream", "thinkmeter: this anthropic SDK's MessageStream has no raw stream; stream() calls are recorded without usage")
+            log_once("anthropic.stream", "thinkmeter: this anthropic SDK's stream() has no raw stream; its calls go without usage")
             call.finish()
             return
         accumulator = MessagesStreamAccumulator(call)

@@ -14,7 +14,7 @@ from thinkmeter.instrumentation.anthropic_messages import MessagesSurface, strea
 
 MESSAGES = "anthropic.resources.messages.messages"
 BETA_MESSAGES = "anthropic.resources.beta.messages.messages"
-# anthropic < 0.49 kept messages in a module named after the resource.
+# Older anthropic SDKs (0.40) kept messages in a module named after the resource.
 OLD_MESSAGES = "anthropic.resources.messages"
 OLD_BETA_MESSAGES = "anthropic.resources.beta.messages"
 

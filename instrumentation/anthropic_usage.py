@@ -5,25 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from thinkmeter.instrumentation._estimate import estimate_reasoning
+from thinkmeter.instrumentation.openai_usage import _count as count
+from thinkmeter.instrumentation.openai_usage import field
 from thinkmeter.schemas.record import Source, Usage
 
 THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 
 
-def _count(source: Any, name: str) -> int | None:
-    """A count off an SDK object, or off the plain dict an older SDK keeps for a field it predates."""
-    if source is None:
-        return None
-    value = source.get(name) if isinstance(source, dict) else getattr(source, name, None)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _latest(final: Any, first: Any, name: str) -> int | None:
-    value = _count(final, name)
-    return value if value is not None else _count(first, name)
+    value = count(final, name)
+    return value if value is not None else count(first, name)
 
 
-def anthropic_usage(first: Any, final: Any | None, thought: bool, visible_chars: int) -> Usage:
+def anthropic_usage(first: Any, final: Any | None, thought: bool | None, visible_chars: int) -> Usage:
     """Usage of one message.
 
     `first` carries the input counts (a stream's message_start usage, or the message's usage) and
@@ -32,14 +26,15 @@ def anthropic_usage(first: Any, final: Any | None, thought: bool, visible_chars:
     Anthropic's input_tokens exclude cache reads and writes: input is their sum. Output includes
     thinking. Without `output_tokens_details.thinking_tokens` (SDK < 0.105, older models, other
     servers) reasoning is 0 when no thinking block came back (`thought`), else output minus an
-    estimate of the visible text (`visible_chars`), marked estimated.
+    estimate of the visible text (`visible_chars`), marked estimated; `thought` None (content that
+    could not be read) leaves it unknown. Counts come through `field`, which also reads the plain
+    dict an older SDK keeps for a field it predates (`output_tokens_details` before 0.105).
     """
     uncached = _latest(final, first, "input_tokens")
     cache_read = _latest(final, first, "cache_read_input_tokens")
     cache_write = _latest(final, first, "cache_creation_input_tokens")
-    output = _count(final, "output_tokens")
-    details = final.get("output_tokens_details") if isinstance(final, dict) else getattr(final, "output_tokens_details", None)
-    thinking = _count(details, "thinking_tokens")
+    output = count(final, "output_tokens")
+    thinking = count(field(final, "output_tokens_details"), "thinking_tokens")
     usage = Usage(
         input_tokens=None if uncached is None else uncached + (cache_read or 0) + (cache_write or 0),
         cache_read_tokens=cache_read,
@@ -49,7 +44,7 @@ def anthropic_usage(first: Any, final: Any | None, thought: bool, visible_chars:
         output_source=Source.REPORTED if output is not None else Source.UNKNOWN,
         reasoning_source=Source.REPORTED if thinking is not None else Source.UNKNOWN,
     )
-    if thinking is None and output is not None:
+    if thinking is None and output is not None and thought is not None:
         if thought:
             estimate_reasoning(usage, visible_chars)
         else:

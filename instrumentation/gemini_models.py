@@ -4,29 +4,27 @@ go through them)."""
 from __future__ import annotations
 
 import time
+from enum import Enum
 from typing import Any
 
+from thinkmeter.instrumentation._content import capture
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._stream import TracedAsyncStream, TracedStream
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
+from thinkmeter.instrumentation.gemini_content import answer_parts, input_messages
 from thinkmeter.instrumentation.gemini_usage import gemini_usage
+from thinkmeter.instrumentation.openai_chat import capture_output
+from thinkmeter.instrumentation.openai_usage import field, known_text
+from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord
 
 OPERATION = "generate_content"
 
 
-def _field(value: Any, name: str) -> Any:
-    """A field of a config given as a pydantic object or as a plain dict."""
-    if value is None:
-        return None
-    return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
-
-
 def _name(value: Any) -> str | None:
-    """An SDK enum (or the string a caller passed for one) as a lower-case name."""
-    if value is None:
-        return None
-    return str(getattr(value, "value", value)).lower()
+    """An SDK enum (or the string a caller or server gave for one) as a lower-case name."""
+    text = known_text(value.value if isinstance(value, Enum) else value)
+    return text.lower() if text else None
 
 
 class GenerateContentSurface:
@@ -39,11 +37,11 @@ class GenerateContentSurface:
 
     def begin(self, instance: Any, kwargs: dict[str, Any]) -> Call:
         config = kwargs.get("config")
-        thinking = _field(config, "thinking_config")
-        level = _name(_field(thinking, "thinking_level"))
-        budget = _field(thinking, "thinking_budget")
+        thinking = field(config, "thinking_config")
+        level = _name(field(thinking, "thinking_level"))
+        budget = field(thinking, "thinking_budget")
         client = instance._api_client
-        base_url = _field(_field(config, "http_options"), "base_url") or client._http_options.base_url
+        base_url = field(field(config, "http_options"), "base_url") or field(client._http_options, "base_url")
         endpoint = self.resolver.resolve(base_url, "gcp.vertex_ai" if client.vertexai else "gcp.gemini")
         record = CallRecord(
             operation=OPERATION,
@@ -53,11 +51,15 @@ class GenerateContentSurface:
             server_port=endpoint.port,
             request_model=kwargs.get("model"),
             stream=self.stream,
-            max_tokens=_field(config, "max_output_tokens"),
+            max_tokens=field(config, "max_output_tokens"),
             reasoning_level=None if level == "thinking_level_unspecified" else level,
             # -1 asks for a dynamic budget: no number to record.
             thinking_budget_tokens=budget if isinstance(budget, int) and budget >= 0 else None,
         )
+        content = self.telemetry.capture_content
+        if content is not None:
+            contents, system = kwargs.get("contents"), field(config, "system_instruction")
+            capture(record, sc.INPUT_MESSAGES, lambda: content.input_messages(input_messages(contents, system)))
         # The call starts here even for streams, whose request goes out on the first iteration.
         return Call(self.telemetry, record)
 
@@ -66,17 +68,27 @@ class GenerateContentSurface:
             accumulator = GenerateContentStreamAccumulator(call)
             return TracedAsyncStream(result, accumulator) if is_async else TracedStream(result, accumulator)
         read_response(call.record, result)
+        content = self.telemetry.capture_content
+        if content is not None:
+            capture_output(
+                content, call.record, lambda: [(answer_parts(c.content), None, _name(c.finish_reason)) for c in result.candidates or ()]
+            )
         call.finish()
         return result
 
 
 def _finish_reasons(candidates: Any) -> dict[int, str]:
-    return {c.index or 0: _name(c.finish_reason) for c in candidates or () if c.finish_reason is not None}
+    reasons = {}
+    for candidate in candidates or ():
+        reason = _name(candidate.finish_reason)
+        if reason:
+            reasons[candidate.index if type(candidate.index) is int else 0] = reason
+    return reasons
 
 
 def read_response(record: CallRecord, response: Any) -> None:
-    record.response_model = response.model_version
-    record.response_id = response.response_id
+    record.response_model = known_text(field(response, "model_version"))
+    record.response_id = known_text(field(response, "response_id"))
     reasons = _finish_reasons(response.candidates)
     if reasons:
         record.finish_reasons = tuple(reasons[i] for i in sorted(reasons))
@@ -86,9 +98,10 @@ def read_response(record: CallRecord, response: Any) -> None:
 
 class GenerateContentStreamAccumulator:
     """A part with thought=True and text marks reasoning; other text or a function call is visible.
-    Each chunk's usage is the running total so far: the last one wins."""
+    Each chunk's usage is the running total so far: the last one wins. The answer text is kept only
+    while content capture is on, up to its limit."""
 
-    __slots__ = ("call", "model", "response_id", "finish_reasons", "usage")
+    __slots__ = ("call", "model", "response_id", "finish_reasons", "usage", "texts", "text_room")
 
     def __init__(self, call: Call) -> None:
         self.call = call
@@ -96,6 +109,9 @@ class GenerateContentStreamAccumulator:
         self.response_id: str | None = None
         self.finish_reasons: dict[int, str] = {}
         self.usage: Any = None
+        content = call.telemetry.capture_content
+        self.texts: dict[int, list[str]] | None = {} if content is not None else None
+        self.text_room = content.max_chars if content is not None else 0
 
     def on_item(self, chunk: Any) -> bool:
         now = time.perf_counter()
@@ -105,13 +121,19 @@ class GenerateContentStreamAccumulator:
         for candidate in chunk.candidates or ():
             content = candidate.content
             for part in (content.parts if content is not None else None) or ():
-                if part.text:
-                    mark_tokens(call, now, visible=not part.thought)
+                text = part.text
+                if text:
+                    answer = not field(part, "thought")
+                    mark_tokens(call, now, visible=answer)
+                    if answer and self.texts is not None and self.text_room > 0 and isinstance(text, str):
+                        index = candidate.index if type(candidate.index) is int else 0
+                        self.texts.setdefault(index, []).append(text[: self.text_room + 1])
+                        self.text_room -= len(text)
                 elif part.function_call is not None:
                     mark_tokens(call, now, visible=True)
         self.finish_reasons.update(_finish_reasons(chunk.candidates))
-        self.model = chunk.model_version or self.model
-        self.response_id = chunk.response_id or self.response_id
+        self.model = known_text(field(chunk, "model_version")) or self.model
+        self.response_id = known_text(field(chunk, "response_id")) or self.response_id
         if chunk.usage_metadata is not None:
             self.usage = chunk.usage_metadata
         return False
@@ -124,3 +146,8 @@ class GenerateContentStreamAccumulator:
             record.finish_reasons = tuple(self.finish_reasons[i] for i in sorted(self.finish_reasons))
         if self.usage is not None:
             record.usage = gemini_usage(self.usage)
+        content = self.call.telemetry.capture_content
+        if self.texts is not None and content is not None:
+            indexes = sorted(set(self.texts) | set(self.finish_reasons))
+            outputs = [("".join(self.texts.get(i, ())), None, self.finish_reasons.get(i)) for i in indexes]
+            capture_output(content, record, lambda: outputs)

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from thinkmeter.instrumentation.openai_usage import _count
 from thinkmeter.schemas.record import Source, Usage
-
-
-def _count(metadata: Any, name: str) -> int | None:
-    value = getattr(metadata, name, None)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def gemini_usage(metadata: Any) -> Usage:

@@ -113,7 +113,7 @@ def read_final(record: CallRecord, final: Any, thinking_chars: int) -> None:
 class OllamaStreamAccumulator:
     """First non-empty thinking = first reasoning token; first non-empty content = first visible."""
 
-    __slots__ = ("call", "thinking_chars", "final")
+    __slots__ = ("call", "final", "thinking_chars")
 
     def __init__(self, call: Call) -> None:
         self.call = call

@@ -11,7 +11,12 @@ from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import given
 from thinkmeter.instrumentation._stream import TracedAsyncStream, TracedStream
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
-from thinkmeter.instrumentation.openai_usage import field, known_text, read_chat_usage, reasoning_text
+from thinkmeter.instrumentation.openai_usage import (
+    field,
+    known_text,
+    read_chat_usage,
+    reasoning_text,
+)
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord
 
@@ -121,15 +126,15 @@ class ChatStreamAccumulator:
 
     __slots__ = (
         "call",
-        "model",
-        "response_id",
         "finish_reasons",
-        "usage",
-        "timings",
+        "model",
         "reasoning_chars",
-        "visible_chars",
-        "texts",
+        "response_id",
         "text_room",
+        "texts",
+        "timings",
+        "usage",
+        "visible_chars",
     )
 
     def __init__(self, call: Call) -> None:
@@ -159,11 +164,13 @@ class ChatStreamAccumulator:
             delta = choice.delta
             if delta is not None:
                 # OpenAI-compatible servers stream reasoning text in fields the SDK keeps as extras.
-                reasoning = reasoning_text(delta)
+                reasoning = reasoning_text(delta) if delta.__pydantic_extra__ else None
                 if reasoning:
                     self.reasoning_chars += len(reasoning)
-                if delta.content or delta.refusal or delta.tool_calls:
-                    self.visible_chars += answer_chars(delta)
+                content = delta.content
+                if content or delta.refusal or delta.tool_calls:
+                    # A delta carries text or a refusal or tool calls: the common one costs a len().
+                    self.visible_chars += len(content) if content else answer_chars(delta)
                     mark_tokens(call, now, visible=True)
                     if self.texts is not None and delta.content and self.text_room > 0:
                         self.texts.setdefault(choice.index, []).append(delta.content[: self.text_room + 1])

@@ -10,7 +10,12 @@ from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import given
 from thinkmeter.instrumentation._stream import TracedAsyncStream, TracedStream
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
-from thinkmeter.instrumentation.openai_chat import capture_output, deliver_raw, raw_response_mode, start_call
+from thinkmeter.instrumentation.openai_chat import (
+    capture_output,
+    deliver_raw,
+    raw_response_mode,
+    start_call,
+)
 from thinkmeter.instrumentation.openai_usage import field, known_text, responses_usage
 from thinkmeter.schemas.record import CallRecord
 

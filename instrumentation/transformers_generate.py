@@ -127,6 +127,10 @@ class GenerateRun:
         self.prompt_ids = prompt if integer_prompt else None
         self.input_tokens = _input_tokens(self.prompt_ids, kwargs.get("inputs_embeds"), kwargs.get("attention_mask"))
         self.cache: Any = kwargs.get("past_key_values")  # the caller's own, else the one generate() makes
+        # Prompt tokens whose K/V a caller's cache already holds (an earlier turn) are not computed
+        # again: cache reads. Without one, generate() reuses nothing.
+        rows = self.prompt_ids.shape[0] if self.prompt_ids is not None else 1
+        self.cache_read = int(self.cache.get_seq_length()) * rows if self.cache is not None else 0
         self.clock = _step_clock_class()(self.think, [*self.eos, *([self.pad] if self.pad is not None else [])])
         max_new_tokens = kwargs.get("max_new_tokens", generation.max_new_tokens)
         record = CallRecord(
@@ -183,6 +187,7 @@ class GenerateRun:
             reasoning = int((reasoning_mask(generated, start, end, initial) & counted).sum())
         record.usage = Usage(
             input_tokens=self.input_tokens,
+            cache_read_tokens=self.cache_read,
             output_tokens=int(lengths.sum()),
             reasoning_tokens=reasoning,
             output_source=Source.REPORTED,

@@ -127,3 +127,48 @@ def ttl_statements(cluster: str | None = None, database: str = "default", ttl_da
                 )
             )
     return statements
+
+
+# ----------------------------------------------------------------------------------- least-privilege roles
+
+WRITER_ROLE = "thinkmeter_writer"
+READER_ROLE = "thinkmeter_reader"
+WRITER_USER = "thinkmeter_ingest"
+READER_USER = "thinkmeter_grafana"
+_CREATED_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS \{\{database\}\}\.(\w+)")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def schema_tables() -> list[str]:
+    """Every table the schema files create (materialized views excluded), in file order."""
+    return [name for path in sorted(SQL_DIR.glob("*.sql")) for name in _CREATED_TABLE.findall(path.read_text(encoding="utf-8"))]
+
+
+def role_statements(
+    database: str = "default",
+    cluster: str | None = None,
+    writer_password_sha256: str | None = None,
+    reader_password_sha256: str | None = None,
+) -> list[str]:
+    """Roles (and, given password hashes, users) for a ClickHouse server; chDB has no access control.
+
+    thinkmeter_writer may only INSERT (spans, metrics, alert events, and the tables the materialized
+    views fill from them) and read which schema files are applied (the exporter checks before
+    writing); thinkmeter_reader (Grafana, reports) may only SELECT. Passwords arrive as SHA-256 hex,
+    so no secret is ever part of the DDL.
+    """
+    db = quote_identifier(database)
+    on = f" ON CLUSTER {quote_identifier(cluster)}" if cluster else ""
+    tables = schema_tables()
+    statements = [f"CREATE ROLE IF NOT EXISTS {WRITER_ROLE}{on}", f"CREATE ROLE IF NOT EXISTS {READER_ROLE}{on}"]
+    statements += [f"GRANT{on} INSERT ON {db}.{t} TO {WRITER_ROLE}" for t in tables if t != "thinkmeter_schema_migrations"]
+    statements.append(f"GRANT{on} SELECT ON {db}.thinkmeter_schema_migrations TO {WRITER_ROLE}")
+    statements += [f"GRANT{on} SELECT ON {db}.{t} TO {READER_ROLE}" for t in tables]
+    for user, role, digest in ((WRITER_USER, WRITER_ROLE, writer_password_sha256), (READER_USER, READER_ROLE, reader_password_sha256)):
+        if digest is None:
+            continue
+        if not _SHA256_HEX.fullmatch(digest):
+            raise ValueError(f"the password hash for {user} must be 64 lowercase hex digits (SHA-256)")
+        statements.append(f"CREATE USER IF NOT EXISTS {user}{on} IDENTIFIED WITH sha256_hash BY '{digest}'")
+        statements.append(f"GRANT{on} {role} TO {user}")
+    return statements

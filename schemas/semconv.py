@@ -77,6 +77,13 @@ TAG_ATTRIBUTES: Final = {
 
 ERROR_TYPE: Final = "error.type"
 
+# Engine and GPU state at request start (calls to a self-hosted engine that a collector watches)
+ENGINE_KV_CACHE_USAGE: Final = "thinkmeter.engine.kv_cache.usage"
+ENGINE_REQUESTS_RUNNING: Final = "thinkmeter.engine.requests.running"
+ENGINE_REQUESTS_WAITING: Final = "thinkmeter.engine.requests.waiting"
+GPU_UTILIZATION: Final = "thinkmeter.gpu.utilization"
+GPU_MEMORY_USED_BYTES: Final = "thinkmeter.gpu.memory.used_bytes"
+
 # Opt-in content capture
 INPUT_MESSAGES: Final = "gen_ai.input.messages"
 OUTPUT_MESSAGES: Final = "gen_ai.output.messages"

@@ -6,22 +6,24 @@ the collectors (EngineScraper on a loopback vLLM /metrics, GpuCollector on the N
 from __future__ import annotations
 
 import itertools
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import openai
 from clickhouse_connect.driver.client import Client
+from thinkmeter.collectors import context
+from thinkmeter.collectors.engines import EngineScraper
+from thinkmeter.collectors.gpu import GpuCollector
+from thinkmeter.collectors.metrics import engine_points, gpu_points
+from thinkmeter.collectors.metrics_table import MetricsTableWriter
+from thinkmeter.schemas import semconv as sc
 
 import thinkmeter
 from tests.conftest import make_traced
 from tests.engine_servers import EngineServer
 from tests.nvml_stand_in import StandInGpu, stand_in_nvml
-from thinkmeter.collectors.engines import EngineScraper
-from thinkmeter.collectors.gpu import GpuCollector
-from thinkmeter.collectors.metrics import engine_points, gpu_points
-from thinkmeter.collectors.metrics_table import MetricsTableWriter
 from thinkmeter.config import Settings
 from thinkmeter.simulator import Scenario, Simulator, TrafficMix, start_simulator
 
@@ -127,3 +129,22 @@ def seed_gpu_metrics(client: Client, host: str, samples: int, gpus: Iterable[Sta
             writer.write(client, gpu_points(collector.sample()))
     finally:
         collector.close()
+
+
+def seed_engine_context_spans(settings: Settings, service: str, kv_usages: Iterable[float], reasoning_tokens: int) -> None:
+    """LLM-call spans carrying the engine state at request start, through the exporter's span path.
+
+    Stands in for the instrumentation, which is to copy collectors.context.engine_context_attributes()
+    onto spans of calls to a watched engine; the attribute names are that module's.
+    """
+    provider, processor = make_traced(settings, service)
+    tracer = provider.get_tracer("tests.grafana_seed")
+    for index, kv_usage in enumerate(kv_usages):
+        with tracer.start_as_current_span("chat qwen3-8b") as span:
+            span.set_attributes({
+                sc.OPERATION: "chat", sc.PROVIDER: "vllm", sc.REQUEST_MODEL: "qwen3-8b", sc.ENGINE: "vllm",
+                sc.OUTPUT_TOKENS: reasoning_tokens + index + 20, sc.REASONING_TOKENS: reasoning_tokens + index,
+                context.KV_CACHE_USAGE: kv_usage, context.REQUESTS_RUNNING: 4, context.REQUESTS_WAITING: 1,
+            })
+    assert processor.force_flush(30_000)
+    provider.shutdown()

@@ -31,8 +31,10 @@ class Spans:
         return list(self.exporter.get_finished_spans())
 
     def only_span(self) -> ReadableSpan:
-        gc.collect()  # abandoned streams end their span when collected
         spans = self.all()
+        if len(spans) != 1:
+            gc.collect()  # abandoned streams end their span when collected (a full collection is slow)
+            spans = self.all()
         assert len(spans) == 1, f"expected one finished span, got {[s.name for s in spans]}"
         return spans[0]
 
@@ -43,17 +45,27 @@ class Spans:
         self.exporter.clear()
 
 
-@pytest.fixture
-def instrumented(request: pytest.FixtureRequest) -> Iterator[Spans]:
-    """thinkmeter.instrument() into memory; a test may pass `providers` via
-    @pytest.mark.parametrize('instrumented', [{"127.0.0.1": "vllm"}], indirect=True)."""
+def _into_memory(**options: Any) -> Iterator[Spans]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    providers = getattr(request, "param", None)
     thinkmeter.uninstrument()
-    thinkmeter.instrument(tracer_provider=provider, exporter="none", providers=providers)
+    thinkmeter.instrument(tracer_provider=provider, exporter="none", **options)
     try:
         yield Spans(exporter)
     finally:
         thinkmeter.uninstrument()
+
+
+@pytest.fixture
+def instrumented(request: pytest.FixtureRequest) -> Iterator[Spans]:
+    """thinkmeter.instrument() into memory; a test may pass `providers` via
+    @pytest.mark.parametrize('instrumented', [{"127.0.0.1": "vllm"}], indirect=True)."""
+    yield from _into_memory(providers=getattr(request, "param", None))
+
+
+@pytest.fixture
+def capturing(request: pytest.FixtureRequest) -> Iterator[Spans]:
+    """Like `instrumented`, with content capture on; a test may pass more instrument() options
+    (redact=..., content_max_chars=...) via indirect parametrization of `capturing`."""
+    yield from _into_memory(capture_content=True, **(getattr(request, "param", None) or {}))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anthropic
 import pytest
 
-from tests.instrumented import Spans, instrumented  # noqa: F401  (pytest fixture)
+from tests.instrumented import Spans, capturing, instrumented  # noqa: F401  (pytest fixtures)
 from tests.simulated import assert_at, assert_stream_timings, expected_cost, sim  # noqa: F401  (pytest fixture)
 from thinkmeter.instrumentation._estimate import estimated_tokens
 from thinkmeter.schemas import semconv as sc
@@ -29,6 +31,8 @@ SCENARIO = Scenario(
     visible_tokens_per_s=200,
 )
 STREAMED = {"create_stream", "stream_helper"}
+# The resource method each mode calls; older SDKs lack some (messages.parse, beta stream in 0.40).
+METHODS = {"create": "create", "parse": "parse", "create_stream": "create", "stream_helper": "stream"}
 
 
 def _kwargs(scenario: Scenario = SCENARIO, **extra: Any) -> dict[str, Any]:
@@ -44,15 +48,28 @@ def _kwargs(scenario: Scenario = SCENARIO, **extra: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def client(sim: Simulator) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(base_url=sim.url, api_key="x", max_retries=0) as sync_client:
+        _warm_up(sync_client)
         yield sync_client
+
+
+def _warm_up(client: anthropic.Anthropic) -> None:
+    """The SDK builds its event types on first use (0.3 s for the beta ones): no latency under test."""
+    quick = _kwargs(Scenario(prefill_s=0.0, reasoning_tokens=40, visible_tokens=2))
+    for resource in (client.messages, client.beta.messages):
+        list(resource.create(stream=True, **quick))
+        if hasattr(resource, "stream"):
+            _stream_helper(resource, quick)
 
 
 def _async_client(sim: Simulator) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(base_url=sim.url, api_key="x", max_retries=0)
 
 
-def _resource(client: Any, beta: bool) -> Any:
-    return client.beta.messages if beta else client.messages
+def _resource(client: Any, beta: bool, mode: str = "create") -> Any:
+    resource = client.beta.messages if beta else client.messages
+    if not hasattr(resource, METHODS[mode]):
+        pytest.skip(f"anthropic {anthropic.__version__} has no {'beta.' if beta else ''}messages.{METHODS[mode]}")
+    return resource
 
 
 def _stream_helper(resource: Any, kwargs: dict[str, Any]) -> None:
@@ -117,7 +134,7 @@ def assert_exact(attrs: dict[str, Any], sim: Simulator, *, stream: bool, scenari
 @pytest.mark.parametrize("beta", [False, True], ids=["messages", "beta"])
 @pytest.mark.parametrize("mode", list(SYNC_MODES))
 def test_sync_surfaces(instrumented: Spans, sim: Simulator, client: anthropic.Anthropic, mode: str, beta: bool) -> None:
-    SYNC_MODES[mode](_resource(client, beta), _kwargs())
+    SYNC_MODES[mode](_resource(client, beta, mode), _kwargs())
     assert_exact(instrumented.only_attributes(), sim, stream=mode in STREAMED)
 
 
@@ -126,7 +143,7 @@ def test_sync_surfaces(instrumented: Spans, sim: Simulator, client: anthropic.An
 def test_async_surfaces(instrumented: Spans, sim: Simulator, mode: str, beta: bool) -> None:
     async def run() -> None:
         async with _async_client(sim) as client:
-            await ASYNC_MODES[mode](_resource(client, beta), _kwargs())
+            await ASYNC_MODES[mode](_resource(client, beta, mode), _kwargs())
 
     asyncio.run(run())
     assert_exact(instrumented.only_attributes(), sim, stream=mode in STREAMED)
@@ -138,7 +155,9 @@ def test_raw_response_is_read(instrumented: Spans, sim: Simulator, client: anthr
     assert_exact(instrumented.only_attributes(), sim, stream=False)
 
 
-def test_thinking_budget_and_effort_are_recorded(instrumented: Spans, sim: Simulator, client: anthropic.Anthropic) -> None:
+def test_thinking_budget_and_effort_are_recorded(instrumented: Spans, client: anthropic.Anthropic) -> None:
+    if "output_config" not in inspect.signature(client.messages.create).parameters:
+        pytest.skip(f"anthropic {anthropic.__version__} takes no output_config (effort)")
     client.messages.create(**_kwargs(thinking={"type": "enabled", "budget_tokens": 2048}, output_config={"effort": "high"}))
     attrs = instrumented.only_attributes()
     assert attrs[sc.REQUEST_THINKING_BUDGET] == 2048 and attrs[sc.REQUEST_REASONING_LEVEL] == "high"
@@ -224,10 +243,11 @@ def test_early_break_ends_the_span_on_close(instrumented: Spans, sim: Simulator,
     assert_at(attrs.get(sc.TIME_TO_FIRST_VISIBLE_TOKEN), SCENARIO.first_visible_s)
 
 
-def test_stream_helper_early_break_ends_the_span_on_exit(instrumented: Spans, sim: Simulator, client: anthropic.Anthropic) -> None:
-    with client.beta.messages.stream(**_kwargs()) as stream:
+@pytest.mark.parametrize("beta", [False, True], ids=["messages", "beta"])
+def test_stream_helper_early_break_ends_the_span_on_exit(instrumented: Spans, client: anthropic.Anthropic, beta: bool) -> None:
+    with _resource(client, beta, "stream_helper").stream(**_kwargs()) as stream:
         for event in stream:
-            if event.type == "thinking":
+            if event.type == "content_block_delta":  # the first thinking delta
                 break
     (span,) = instrumented.all()
     _assert_cut_short(dict(span.attributes or {}))
@@ -281,3 +301,28 @@ def test_unconsumed_stream_ends_its_span_when_collected(instrumented: Spans, sim
 def test_providers_override_names_an_anthropic_compatible_server(instrumented: Spans, sim: Simulator, client: anthropic.Anthropic) -> None:
     client.messages.create(**_kwargs())
     assert instrumented.only_attributes()[sc.PROVIDER] == "deepseek"
+
+
+def _mask_sky(text: str) -> str:
+    return text.replace("sky", "[masked]")
+
+
+@pytest.mark.parametrize("capturing", [{"redact": _mask_sky}], indirect=True)
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_content_capture_records_redacted_prompt_and_answer(capturing: Spans, client: anthropic.Anthropic, stream: bool) -> None:
+    kwargs = _kwargs(system="Answer briefly.")
+    if stream:
+        list(client.messages.create(stream=True, **kwargs))
+    else:
+        client.messages.create(**kwargs)
+    attrs = capturing.only_attributes()
+    assert json.loads(attrs[sc.INPUT_MESSAGES]) == [
+        {"role": "system", "parts": [{"type": "text", "content": "Answer briefly."}]},
+        {"role": "user", "parts": [{"type": "text", "content": "Why is the [masked] blue?"}]},
+    ]
+    (message,) = json.loads(attrs[sc.OUTPUT_MESSAGES])
+    # The answer only: thinking text is never captured.
+    assert [part for part in message["parts"] if part["type"] != "thinking"] == [
+        {"type": "text", "content": "".join(answer_words(SCENARIO.visible_tokens))}
+    ]
+    assert message["finish_reason"] == "end_turn"

@@ -19,7 +19,10 @@ def test_arguments_override_environment_which_overrides_the_file(tmp_path: Path)
             {
                 "gpu": True,
                 "interval_s": 2,
-                "engines": ["http://127.0.0.1:8000", {"url": "http://10.0.0.7:30000", "engine": "sglang", "model": "m"}],
+                "engines": [
+                    "http://127.0.0.1:8000",
+                    {"url": "http://10.0.0.7:30000", "engine": "sglang", "model": "m"},
+                ],
             }
         )
     )
@@ -86,5 +89,7 @@ def _nvml_works() -> bool:
 def test_gpu_only_without_a_driver_exits_after_one_message(caplog: pytest.LogCaptureFixture) -> None:
     assert main(["collect", "--gpu", "--interval", "0.05"]) == 1
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("thinkmeter")]
-    assert messages[0].startswith("thinkmeter: GPU collection is off: NVML cannot start (NVML Shared Library Not Found)")
+    assert messages[0].startswith(
+        "thinkmeter: GPU collection is off: NVML cannot start (NVML Shared Library Not Found)"
+    )
     assert messages[1:] == ["thinkmeter collect: nothing left to collect (see the message above)"]

@@ -312,6 +312,11 @@ def test_malformed_lines_are_skipped_and_the_rest_is_read(server: EngineServer) 
     assert (snapshot.requests_running, snapshot.requests_waiting, snapshot.kv_cache_usage) == (3, 1, 0.4125)
 
 
+def test_a_nan_reading_is_unknown(server: EngineServer) -> None:
+    server.serve("/metrics", vllm_metrics(kv_usage=float("nan")))
+    assert EngineScraper(server.url).scrape().kv_cache_usage is None
+
+
 def test_unknown_engine_name_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown engine 'vllm-ascend'"):
         EngineScraper("http://127.0.0.1:8000", engine="vllm-ascend")

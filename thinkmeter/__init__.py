@@ -13,8 +13,9 @@ import atexit
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from thinkmeter.instrumentation._tags import tags
 

@@ -8,6 +8,7 @@ ClickHouse drops the repeat in otel_traces and in every table fed by its materia
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import gzip
 import json
@@ -71,36 +72,65 @@ def insert_batch(client: Client, batch_id: str, columns: Columns, database: str 
     data = [columns[name] for name in TRACE_COLUMN_NAMES]
     rows = len(data[0])
     if rows:
-        client.insert(
-            TRACES_TABLE,
-            data,
-            database=database,
-            column_names=TRACE_COLUMN_NAMES,
-            column_type_names=TRACE_COLUMN_TYPES,
-            column_oriented=True,
-            settings={
-                "insert_deduplication_token": batch_id,
-                "insert_deduplicate": 1,
-                "deduplicate_blocks_in_dependent_materialized_views": 1,
-                # Deduplication by token needs a synchronous insert; batches are large already.
-                "async_insert": 0,
-            },
-        )
+        try:
+            _insert(client, batch_id, data, database)
+        except UnicodeEncodeError:
+            _insert(client, batch_id, utf8_safe(data), database)
     return rows
+
+
+def _insert(client: Client, batch_id: str, data: list[Sequence[Any]], database: str | None) -> None:
+    client.insert(
+        TRACES_TABLE,
+        data,
+        database=database,
+        column_names=TRACE_COLUMN_NAMES,
+        column_type_names=TRACE_COLUMN_TYPES,
+        column_oriented=True,
+        settings={
+            "insert_deduplication_token": batch_id,
+            "insert_deduplicate": 1,
+            "deduplicate_blocks_in_dependent_materialized_views": 1,
+            # Deduplication by token needs a synchronous insert; batches are large already.
+            "async_insert": 0,
+        },
+    )
+
+
+def utf8_safe(value: Any) -> Any:
+    """`value` with unpaired surrogates (text no UTF-8 can hold, e.g. a model name a server sent as
+    "\\udcff") written as \\u escapes; the slow path, taken only when an insert could not encode."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {utf8_safe(k): utf8_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [utf8_safe(item) for item in value]
+    return value
+
+
+class SpoolWriteError(OSError):
+    """The spool could not take a batch (disk full, read-only, no permission); the batch is not kept."""
 
 
 def write_batch(spool_dir: Path, columns: Columns, batch_id: str | None = None) -> Path:
     """Persist a batch durably; only complete files ever carry the batch suffix."""
     batch_id = batch_id or new_batch_id()
-    spool_dir.mkdir(parents=True, exist_ok=True)
     final = spool_dir / f"{batch_id}{BATCH_SUFFIX}"
     tmp = spool_dir / f"{_TMP_PREFIX}{batch_id}"
     payload = json.dumps({"id": batch_id, "columns": columns}, separators=(",", ":"), ensure_ascii=False)
-    with open(tmp, "wb") as handle:
-        handle.write(gzip.compress(payload.encode("utf-8"), compresslevel=1, mtime=0))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.rename(tmp, final)
+    try:
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            # backslashreplace: an unpaired surrogate becomes a JSON \\u escape; insert_batch deals with it.
+            handle.write(gzip.compress(payload.encode("utf-8", "backslashreplace"), compresslevel=1, mtime=0))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, final)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a half-written tmp file would only take more of a full disk
+        raise SpoolWriteError(exc.errno, f"cannot write a span batch to the spool {spool_dir}: {exc.strerror or exc}") from exc
     directory = os.open(spool_dir, os.O_RDONLY)
     try:
         os.fsync(directory)  # make the rename itself durable

@@ -155,8 +155,19 @@ def ensure_schema(client: Client, settings: Settings) -> None:
         return
     with _schema_ready_lock:
         if key not in _schema_ready:
-            apply_schema(client, database=store_database(settings))
+            database = store_database(settings)
+            if not _schema_complete(client, database):
+                apply_schema(client, database=database)
             _schema_ready.add(key)
+
+
+def _schema_complete(client: Client, database: str) -> bool:
+    """Every schema file already applied: a least-privilege writer (insert only) then needs no DDL rights."""
+    try:
+        applied = applied_schema_files(client, database)
+    except Exception:  # no migrations table yet (a fresh store), or no right to read it
+        return False
+    return all(f.name in applied for f in schema_files(database=database))
 
 
 # -------------------------------------------------------------------------------------------- store lock

@@ -42,6 +42,12 @@ CREATE TABLE IF NOT EXISTS {{database}}.llm_calls {{on_cluster}}(
     feature LowCardinality(String),
     task_class LowCardinality(String),
     error_type LowCardinality(String),
+    -- What the engine and its GPUs were under when the call started (self-hosted engines with a collector).
+    engine_kv_cache_usage Nullable(Float64),
+    engine_requests_running Nullable(UInt32),
+    engine_requests_waiting Nullable(UInt32),
+    gpu_utilization Nullable(Float64),
+    gpu_memory_used_bytes Nullable(UInt64),
     INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1
 ) ENGINE = {{engine:MergeTree}}
 PARTITION BY toYYYYMM(Timestamp)
@@ -91,6 +97,11 @@ AS SELECT
     SpanAttributes['thinkmeter.session'] AS session,
     SpanAttributes['thinkmeter.feature'] AS feature,
     SpanAttributes['thinkmeter.task_class'] AS task_class,
-    SpanAttributes['error.type'] AS error_type
+    SpanAttributes['error.type'] AS error_type,
+    toFloat64OrNull(SpanAttributes['thinkmeter.engine.kv_cache.usage']) AS engine_kv_cache_usage,
+    toUInt32OrNull(SpanAttributes['thinkmeter.engine.requests.running']) AS engine_requests_running,
+    toUInt32OrNull(SpanAttributes['thinkmeter.engine.requests.waiting']) AS engine_requests_waiting,
+    toFloat64OrNull(SpanAttributes['thinkmeter.gpu.utilization']) AS gpu_utilization,
+    toUInt64OrNull(SpanAttributes['thinkmeter.gpu.memory.used_bytes']) AS gpu_memory_used_bytes
 FROM {{database}}.otel_traces
 WHERE mapContains(SpanAttributes, 'gen_ai.operation.name');

@@ -7,6 +7,8 @@ import importlib
 import logging
 import sys
 
+from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
 COMMANDS = ("demo", "report", "schema", "collect", "alerts", "provision")
 
 
@@ -41,4 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, OSError) as error:
         print(f"thinkmeter {args.command}: {error}", file=sys.stderr)
+        return 1
+    except ClickHouseError as error:  # an unreachable or refusing server: its message, not a traceback
+        print(f"thinkmeter {args.command}: ClickHouse: {error}", file=sys.stderr)
         return 1

@@ -1,0 +1,71 @@
+"""`thinkmeter provision grafana`: datasource, folder, dashboards, contact point and alert rules through
+Grafana's HTTP API; running it twice changes nothing, `--dry-run` only reads."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    provision = subparsers.add_parser("provision", help="set up Grafana for thinkmeter")
+    targets = provision.add_subparsers(dest="target", metavar="TARGET", required=True)
+    grafana = targets.add_parser(
+        "grafana",
+        help="datasource, dashboards, alert rules and contact point, over Grafana's HTTP API",
+        description="Creates or updates what differs, so running it again changes nothing. The Grafana "
+        "server needs the grafana-clickhouse-datasource plugin; the ClickHouse options say where "
+        "Grafana (not this machine) reaches the ClickHouse server that holds thinkmeter's tables.",
+    )
+    grafana.add_argument("--url", default=os.environ.get("GRAFANA_URL"), help="Grafana base URL, e.g. http://localhost:3000 (default $GRAFANA_URL)")
+    grafana.add_argument("--token", default=os.environ.get("GRAFANA_TOKEN"), help="service-account token (default $GRAFANA_TOKEN); user:password also works")
+    grafana.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
+    grafana.add_argument("--clickhouse-host", default="localhost")
+    grafana.add_argument("--clickhouse-port", type=int, default=9000)
+    grafana.add_argument("--clickhouse-protocol", choices=("native", "http"), default="native")
+    grafana.add_argument("--clickhouse-user", default="default")
+    grafana.add_argument("--clickhouse-password", default=os.environ.get("THINKMETER_GRAFANA_CLICKHOUSE_PASSWORD"),
+                         help="(default $THINKMETER_GRAFANA_CLICKHOUSE_PASSWORD)")
+    grafana.add_argument("--clickhouse-database", default="default")
+    grafana.add_argument("--webhook-url", help="also create a webhook contact point and route the rules to it")
+    grafana.add_argument("--alert-settings", type=Path, metavar="FILE", help="YAML/JSON thresholds for the alert rules")
+    grafana.set_defaults(func=run_provision)
+
+
+def run_provision(args: argparse.Namespace) -> int:
+    from grafana_client import GrafanaApi
+    from grafana_client.client import GrafanaException
+
+    from thinkmeter.alerts.rules import AlertSettings
+    from thinkmeter.dashboards.provision import ClickHouseTarget, provision
+
+    if not args.url:
+        raise ValueError("give the Grafana URL with --url or GRAFANA_URL")
+    if not args.token:
+        raise ValueError("give a Grafana service-account token with --token or GRAFANA_TOKEN")
+    credential: str | tuple[str, str] = args.token
+    if ":" in args.token and not args.token.startswith("glsa_"):
+        user, _, password = args.token.partition(":")
+        credential = (user, password)
+    api = GrafanaApi.from_url(args.url, credential=credential)
+    target = ClickHouseTarget(
+        host=args.clickhouse_host,
+        port=args.clickhouse_port,
+        protocol=args.clickhouse_protocol,
+        username=args.clickhouse_user,
+        password=args.clickhouse_password,
+        database=args.clickhouse_database,
+    )
+    settings = AlertSettings.load(args.alert_settings) if args.alert_settings else AlertSettings()
+    try:
+        actions = provision(api, target, settings, webhook_url=args.webhook_url, dry_run=args.dry_run)
+    except GrafanaException as error:
+        raise ValueError(f"Grafana at {args.url} answered: {error}") from None
+    width = max(len(action.kind) for action in actions)
+    for action in actions:
+        print(f"{action.status:<13} {action.kind:<{width}}  {action.name}")
+    changed = sum(action.status != "unchanged" for action in actions)
+    verb = "would change" if args.dry_run else "changed"
+    print(f"{verb} {changed} of {len(actions)} resources" + (" (dry run)" if args.dry_run else ""))
+    return 0
