@@ -10,6 +10,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from thinkmeter.collectors.context import engine_context_attributes
 from thinkmeter.instrumentation._content import ContentCapture
 from thinkmeter.instrumentation._tags import current_tag_attributes
 from thinkmeter.pricing import PriceTable
@@ -174,6 +175,9 @@ class Call:
         self.telemetry = telemetry
         self.record = record
         self.parent = otel_context.get_current()  # the caller's trace, even if a stream ends elsewhere
+        if record.engine is not None and record.server_address is not None:
+            # The pressure the engine was under when this request arrived (empty without a collector).
+            record.attributes.update(engine_context_attributes(record.server_address, record.server_port))
         self.start_ns = time.time_ns()
         self.started = time.perf_counter()
         self.first_chunk: float | None = None

@@ -168,7 +168,7 @@ def test_thinking_budget_and_effort_are_recorded(instrumented: Spans, client: an
     assert sc.REQUEST_THINKING_BUDGET not in attrs and sc.REQUEST_REASONING_LEVEL not in attrs
 
 
-def test_redacted_thinking_times_only_the_answer(instrumented: Spans, sim: Simulator, client: anthropic.Anthropic) -> None:
+def test_redacted_thinking_times_only_the_answer(instrumented: Spans, client: anthropic.Anthropic) -> None:
     """Redacted thinking carries no text: reasoning happened (and is counted) but cannot be timed."""
     scenario = SCENARIO.model_copy(update={"reasoning_text": "hidden"})
     events = list(client.messages.create(stream=True, **_kwargs(scenario)))
@@ -182,7 +182,7 @@ def test_redacted_thinking_times_only_the_answer(instrumented: Spans, sim: Simul
 @pytest.mark.parametrize("reasoning_text", ["summary", "hidden"])
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_unreported_thinking_is_estimated_from_visible_text(
-    instrumented: Spans, sim: Simulator, client: anthropic.Anthropic, stream: bool, reasoning_text: str
+    instrumented: Spans, client: anthropic.Anthropic, stream: bool, reasoning_text: str
 ) -> None:
     """Without output_tokens_details the thinking is output minus the visible text's estimated tokens,
     never the (summarized) thinking text's."""
@@ -200,7 +200,7 @@ def test_unreported_thinking_is_estimated_from_visible_text(
     assert attrs[sc.REASONING_SOURCE] == "estimated"
 
 
-def test_unreported_without_thinking_block_is_zero(instrumented: Spans, sim: Simulator, client: anthropic.Anthropic) -> None:
+def test_unreported_without_thinking_block_is_zero(instrumented: Spans, client: anthropic.Anthropic) -> None:
     scenario = SCENARIO.model_copy(update={"reasoning_reported": False, "reasoning_tokens": 0, "thinking_s": 0.0})
     list(client.messages.create(stream=True, **_kwargs(scenario)))
     attrs = instrumented.only_attributes()
@@ -208,7 +208,7 @@ def test_unreported_without_thinking_block_is_zero(instrumented: Spans, sim: Sim
     assert attrs[sc.VISIBLE_OUTPUT_TOKENS] == scenario.visible_tokens
 
 
-def test_http_error_ends_the_span_with_its_type(instrumented: Spans, sim: Simulator, client: anthropic.Anthropic) -> None:
+def test_http_error_ends_the_span_with_its_type(instrumented: Spans, client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.RateLimitError):
         client.messages.create(stream=True, **_kwargs(SCENARIO.model_copy(update={"error_status": 429})))
     attrs = instrumented.only_attributes()
@@ -216,7 +216,7 @@ def test_http_error_ends_the_span_with_its_type(instrumented: Spans, sim: Simula
     assert sc.OUTPUT_TOKENS not in attrs and sc.COST_USD not in attrs
 
 
-def test_stream_helper_error_on_enter_ends_the_span(instrumented: Spans, sim: Simulator, client: anthropic.Anthropic) -> None:
+def test_stream_helper_error_on_enter_ends_the_span(instrumented: Spans, client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.InternalServerError):
         with client.messages.stream(**_kwargs(SCENARIO.model_copy(update={"error_status": 500}))):
             pass
@@ -231,7 +231,7 @@ def _assert_cut_short(attrs: dict[str, Any]) -> None:
     assert_at(attrs.get(sc.TIME_TO_FIRST_TOKEN), SCENARIO.first_token_s)
 
 
-def test_early_break_ends_the_span_on_close(instrumented: Spans, sim: Simulator, client: anthropic.Anthropic) -> None:
+def test_early_break_ends_the_span_on_close(instrumented: Spans, client: anthropic.Anthropic) -> None:
     with client.messages.create(stream=True, **_kwargs()) as stream:
         for event in stream:
             if event.type == "content_block_delta" and event.delta.type == "text_delta":
@@ -253,7 +253,7 @@ def test_stream_helper_early_break_ends_the_span_on_exit(instrumented: Spans, cl
     _assert_cut_short(dict(span.attributes or {}))
 
 
-def test_exception_mid_stream_ends_the_span_with_the_error(instrumented: Spans, sim: Simulator, client: anthropic.Anthropic) -> None:
+def test_exception_mid_stream_ends_the_span_with_the_error(instrumented: Spans, client: anthropic.Anthropic) -> None:
     scenario = SCENARIO.model_copy(update={"disconnect_after_visible": 3})
     with pytest.raises(Exception) as raised:
         list(client.messages.create(stream=True, **_kwargs(scenario)))
@@ -288,7 +288,7 @@ def test_async_cancellation_ends_the_span(instrumented: Spans, sim: Simulator, h
     assert dict(span.attributes or {})[sc.ERROR_TYPE] == "CancelledError"
 
 
-def test_unconsumed_stream_ends_its_span_when_collected(instrumented: Spans, sim: Simulator, client: anthropic.Anthropic) -> None:
+def test_unconsumed_stream_ends_its_span_when_collected(instrumented: Spans, client: anthropic.Anthropic) -> None:
     stream = client.messages.create(stream=True, **_kwargs())
     assert instrumented.all() == []
     del stream
@@ -298,7 +298,7 @@ def test_unconsumed_stream_ends_its_span_when_collected(instrumented: Spans, sim
 
 
 @pytest.mark.parametrize("instrumented", [{"127.0.0.1": "deepseek"}], indirect=True)
-def test_providers_override_names_an_anthropic_compatible_server(instrumented: Spans, sim: Simulator, client: anthropic.Anthropic) -> None:
+def test_providers_override_names_an_anthropic_compatible_server(instrumented: Spans, client: anthropic.Anthropic) -> None:
     client.messages.create(**_kwargs())
     assert instrumented.only_attributes()[sc.PROVIDER] == "deepseek"
 
@@ -326,3 +326,16 @@ def test_content_capture_records_redacted_prompt_and_answer(capturing: Spans, cl
         {"type": "text", "content": "".join(answer_words(SCENARIO.visible_tokens))}
     ]
     assert message["finish_reason"] == "end_turn"
+
+
+def test_async_raw_response_is_left_to_the_caller(instrumented: Spans, sim: Simulator) -> None:
+    """Its parse() is a coroutine only the caller may await: the span ends without the usage."""
+
+    async def run() -> Any:
+        async with _async_client(sim) as client:
+            raw = await client.messages.with_raw_response.create(**_kwargs())
+            return await raw.parse() if inspect.iscoroutinefunction(raw.parse) else raw.parse()
+
+    assert asyncio.run(run()).usage.output_tokens == SCENARIO.output_tokens
+    attrs = instrumented.only_attributes()
+    assert attrs[sc.PROVIDER] == "anthropic" and sc.ERROR_TYPE not in attrs

@@ -13,7 +13,7 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class _State:
         self.lock = threading.Lock()
         self.patcher: Any = None
         self.processor: Any = None
+        self.collectors: Any = None
         self.instrumented: list[str] = []
 
 
@@ -48,6 +49,8 @@ def instrument(
     content_max_chars: int | None = None,
     redact: Callable[[str], str] | None = None,
     providers: dict[str, str] | None = None,
+    collect_gpu: bool = False,
+    engines: Sequence[str | dict[str, str]] = (),
     **unknown: Any,
 ) -> list[str]:
     """Trace every call of the installed LLM SDKs; returns the SDKs it patched.
@@ -60,6 +63,9 @@ def instrument(
     `providers` maps "host" or "host:port" of a base URL to a provider name (e.g. {"gpu-box:8000": "vllm"}).
     `capture_content` records prompts and completions (off by default); `redact` (str -> str) runs on
     every text first and `content_max_chars` bounds each of the two attributes.
+    `collect_gpu` samples this host's GPUs (NVML) and `engines` scrapes inference-engine /metrics URLs
+    in a background thread: their readings go to the metrics tables and onto the spans of calls to
+    those engines (KV-cache usage, queue, GPU load at request start).
     A bad setting (unknown keyword included) is logged and leaves the application running untraced.
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
@@ -80,6 +86,8 @@ def instrument(
                 content_max_chars=content_max_chars,
                 redact=redact,
                 providers=providers,
+                collect_gpu=collect_gpu,
+                engines=engines,
                 **unknown,
             )
         except Exception as error:
@@ -88,7 +96,9 @@ def instrument(
             return []
 
 
-def _instrument_locked(tracer_provider: Any, meter_provider: Any, **options: Any) -> list[str]:
+def _instrument_locked(
+    tracer_provider: Any, meter_provider: Any, collect_gpu: bool, engines: Sequence[str | dict[str, str]], **options: Any
+) -> list[str]:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import ProxyTracerProvider
@@ -125,6 +135,13 @@ def _instrument_locked(tracer_provider: Any, meter_provider: Any, **options: Any
     patcher = Patcher()
     _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
     _state.patcher = patcher
+    if collect_gpu or engines:
+        from thinkmeter.collectors import start_collectors
+
+        _state.collectors = start_collectors(
+            settings if settings.exporter == "clickhouse" else None, collect_gpu=collect_gpu, engines=engines
+        )
+        atexit.register(_state.collectors.stop)
     return list(_state.instrumented)
 
 
@@ -136,6 +153,9 @@ def uninstrument() -> None:
             _state.patcher = None
             _state.instrumented = []
         processor, _state.processor = _state.processor, None
+        collectors, _state.collectors = _state.collectors, None
+    if collectors is not None:
+        collectors.stop()
     if processor is not None:
         processor.shutdown()
 
