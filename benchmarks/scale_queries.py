@@ -1,6 +1,6 @@
 """Every dashboard panel query and alert query, timed on an embedded store of many calls.
 
-    python benchmarks/scale_queries.py [--quick] [--rows N] [--data-dir DIR] [--repeat K]
+    python benchmarks/scale_queries.py [--quick] [--rows N] [--data-dir DIR] [--repeat K] [--only TEXT] [--ranges 1h,30d]
 
 The generator runs inside ClickHouse (`INSERT ... SELECT ... FROM numbers(...)` in blocks, no Python per
 row): by default straight into llm_calls, whose view fills the llm_calls_hourly rollup; with --via-traces
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import shutil
 import statistics
 import tempfile
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from thinkmeter.config import Settings
+from thinkmeter.schemas.ddl import render
 from thinkmeter.store import embedded_store, ensure_schema
 
 DAYS = 30
@@ -136,6 +138,7 @@ def fill(client: Any, rows: int, via_traces: bool) -> None:
     have = client.query("SELECT count() FROM llm_calls").result_rows[0][0]
     if have >= rows:
         print(f"store already holds {have:,} calls")
+        backfill_rollups(client)
         return
     t0 = time.perf_counter()
     for start in range(have, rows, BLOCK):
@@ -145,14 +148,36 @@ def fill(client: Any, rows: int, via_traces: bool) -> None:
                                                               "min_insert_block_size_rows": 1_048_576})
         print(f"  generated {start + count:>11,} calls  ({time.perf_counter() - t0:6.1f} s)", flush=True)
     t0 = time.perf_counter()
-    client.command("OPTIMIZE TABLE llm_calls_hourly FINAL")
-    print(f"  rollup merged in {time.perf_counter() - t0:.1f} s")
+    for _, statement in render():
+        if match := _ROLLUP_VIEW.search(statement):
+            client.command(f"OPTIMIZE TABLE {match.group(1)} FINAL")
+    print(f"  rollups merged in {time.perf_counter() - t0:.1f} s")
     counts = client.query(
         "SELECT (SELECT count() FROM otel_traces), (SELECT count() FROM llm_calls), "
-        "(SELECT count() FROM llm_calls_hourly), (SELECT sum(calls) FROM llm_calls_hourly)"
+        "(SELECT count() FROM llm_calls_hourly), (SELECT count() FROM llm_calls_daily), "
+        "(SELECT count() FROM llm_calls_effort_daily), (SELECT count() FROM llm_calls_users_daily)"
     ).result_rows[0]
-    print(f"  otel_traces {counts[0]:,}  llm_calls {counts[1]:,}  llm_calls_hourly {counts[2]:,} rows "
-          f"({counts[3]:,} calls)")
+    print(f"  otel_traces {counts[0]:,}  llm_calls {counts[1]:,}  rollup rows: hourly {counts[2]:,}, daily "
+          f"{counts[3]:,}, effort daily {counts[4]:,}, users daily {counts[5]:,}")
+
+
+# A rollup's view: `CREATE MATERIALIZED VIEW ... TO <db>.<table> AS SELECT ... FROM <db>.llm_calls ...`.
+_ROLLUP_VIEW = re.compile(r"CREATE MATERIALIZED VIEW .*?\bTO (\S+)\s+AS (SELECT\s.*\bFROM \S+\.llm_calls\b.*)", re.S)
+
+
+def backfill_rollups(client: Any) -> None:
+    """Fill rollups added to the schema after the store was generated, from llm_calls (their own view's
+    SELECT), so a kept store picks up new rollups without being generated again."""
+    if not client.query("SELECT count() FROM llm_calls").result_rows[0][0]:
+        return
+    for _, statement in render():
+        match = _ROLLUP_VIEW.search(statement)
+        if not match or client.query(f"SELECT count() FROM {match.group(1)}").result_rows[0][0]:
+            continue
+        t0 = time.perf_counter()
+        client.command(f"INSERT INTO {match.group(1)} {match.group(2)}")
+        client.command(f"OPTIMIZE TABLE {match.group(1)} FINAL")
+        print(f"  backfilled {match.group(1)} from llm_calls in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 # ------------------------------------------------------------------------------------------ the queries
@@ -217,16 +242,21 @@ def time_query(client: Any, sql: str, repeat: int) -> tuple[float, float, int]:
     return statistics.median(times) * 1000, p95 * 1000, rows
 
 
-def run_queries(client: Any, repeat: int) -> None:
+def run_queries(client: Any, repeat: int, only: str = "", ranges: tuple[str, ...] = tuple(RANGES_S)) -> None:
     from thinkmeter.dashboards.macros import TimeRange, expand_alert_query, expand_panel_query
 
     results = []
     for name, sql, variables in dashboard_queries():
-        for label, seconds in RANGES_S.items():
+        if only.lower() not in name.lower():
+            continue
+        for label in ranges:
+            seconds = RANGES_S[label]
             expanded = expand_panel_query(sql, TimeRange.last(seconds, interval_ms=max(1000, seconds * 1000 // 1000)),
                                           variables)
             results.append((f"{name} [{label}]", expanded))
     for name, sql, window_s in alert_queries():
+        if only.lower() not in name.lower():
+            continue
         results.append((f"{name} [{window_s}s]", expand_alert_query(sql, TimeRange.last(window_s))))
     if not results:
         print("no dashboard or alert queries found")
@@ -253,6 +283,8 @@ def main() -> None:
     parser.add_argument("--via-traces", action="store_true",
                         help="generate spans into otel_traces so every materialized view runs (slower)")
     parser.add_argument("--data-dir", type=Path, default=None, help="keep (and reuse) the store here")
+    parser.add_argument("--only", default="", help="time only the queries whose name contains this text")
+    parser.add_argument("--ranges", default=",".join(RANGES_S), help=f"comma-separated subset of {', '.join(RANGES_S)}")
     args = parser.parse_args()
     rows = args.rows or (1_000_000 if args.quick else 10_000_000)
     repeat = args.repeat or (3 if args.quick else 10)
@@ -263,7 +295,7 @@ def main() -> None:
             ensure_schema(client, settings)
             print(f"store: {data_dir} ({rows:,} calls over {DAYS} days)")
             fill(client, rows, args.via_traces)
-            run_queries(client, repeat)
+            run_queries(client, repeat, args.only, tuple(r for r in args.ranges.split(",") if r))
     finally:
         if args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)

@@ -20,10 +20,15 @@ from thinkmeter.dashboards.model import (
 )
 from thinkmeter.dashboards.sql import (
     CALL_VARIABLES,
+    CALLS_CAP_S,
     CALLS_WHERE,
+    DAILY_BUCKET,
+    DAILY_WHERE,
     RAW_BUCKET,
+    RAW_RANGE,
     RAW_WHERE,
     ROLLUP_BUCKET,
+    ROLLUP_RANGE,
     ROLLUP_WHERE,
     by_range,
     call_filters,
@@ -73,6 +78,7 @@ _SHARES = """sum(spend_share_num) / nullIf(sum(spend_share_den), 0) AS reasoning
 # tokens; a call without output tokens has no cost either.
 _RAW_UNPRICED = "countIf(cost_usd IS NULL AND output_tokens IS NOT NULL)"
 _ROLLUP_UNPRICED = "sum(toUInt64(if(unknown_cost_calls > unknown_output_calls, unknown_cost_calls - unknown_output_calls, 0)))"
+_Q = "(0.5, 0.9, 0.95, 0.99)"  # the levels of the rollups' quantile states: [1] p50, [3] p95, [4] p99
 
 
 # ------------------------------------------------------------------------------------------------ spend
@@ -180,15 +186,19 @@ def _unpriced_models() -> Query:
 
 
 def _top_spenders() -> Query:
-    sql = f"""SELECT tenant, user, count() AS calls, sum(cost_usd) AS spend_usd, sum(reasoning_cost_usd) AS reasoning_spend_usd,
-    sum(reasoning_tokens) AS total_reasoning_tokens,
-    sum(reasoning_tokens) / nullIf(sumIf(output_tokens, reasoning_tokens IS NOT NULL), 0) AS reasoning_share_of_output
-FROM llm_calls WHERE {CALLS_WHERE}
-GROUP BY tenant, user ORDER BY spend_usd DESC LIMIT 20"""
+    raw = f"""SELECT tenant, user, count() AS calls, sum(cost_usd) AS spend, sum(reasoning_cost_usd) AS reasoning_spend,
+    sum(reasoning_tokens) AS reasoning, sumIf(output_tokens, reasoning_tokens IS NOT NULL) AS known_output
+FROM llm_calls WHERE {RAW_WHERE} GROUP BY tenant, user"""
+    rollup = f"""SELECT tenant, user, sum(calls) AS calls, sum(cost_usd) AS spend, sum(reasoning_cost_usd) AS reasoning_spend,
+    sum(reasoning_tokens) AS reasoning, sum(reasoning_known_output_tokens) AS known_output
+FROM llm_calls_users_daily WHERE {DAILY_WHERE} GROUP BY tenant, user"""
+    outer = """tenant, user, sum(calls) AS calls, sum(spend) AS spend_usd, sum(reasoning_spend) AS reasoning_spend_usd,
+    sum(reasoning) AS total_reasoning_tokens, sum(reasoning) / nullIf(sum(known_output), 0) AS reasoning_share_of_output"""
     return Query(
-        sql,
+        by_range(raw, rollup, outer, "GROUP BY tenant, user ORDER BY spend_usd DESC LIMIT 20"),
         ("tenant", "user", "calls", "spend_usd", "reasoning_spend_usd", "total_reasoning_tokens", "reasoning_share_of_output"),
         TABLE,
+        picks_rollup=True,
     )
 
 
@@ -273,11 +283,11 @@ def spend_dashboard() -> Dashboard:
 
 def _class_percentiles() -> Query:
     raw = f"""SELECT task_class, countIf(reasoning_tokens IS NOT NULL) AS known,
-    quantilesTDigest(0.5, 0.9, 0.95, 0.99)(reasoning_tokens) AS q, max(reasoning_tokens) AS top
+    quantilesTDigest{_Q}(reasoning_tokens) AS q, max(reasoning_tokens) AS top
 FROM llm_calls WHERE {RAW_WHERE} GROUP BY task_class"""
     rollup = f"""SELECT task_class, sum(calls) - sum(unknown_reasoning_calls) AS known,
-    quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(reasoning_tokens_q) AS q, NULL AS top
-FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY task_class"""
+    quantilesTDigestMerge{_Q}(reasoning_tokens_q) AS q, NULL AS top
+FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY task_class"""
     outer = """if(task_class = '', '(none)', task_class) AS task_class, known AS calls_with_reasoning,
     round(q[1]) AS reasoning_p50, round(q[3]) AS reasoning_p95, round(q[4]) AS reasoning_p99, top AS reasoning_max"""
     return Query(
@@ -291,8 +301,8 @@ FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY task_class"""
 def _class_p95_over_time() -> Query:
     raw = f"SELECT {RAW_BUCKET} AS time, task_class, quantileTDigest(0.95)(reasoning_tokens) AS p95 FROM llm_calls WHERE {RAW_WHERE} AND reasoning_tokens IS NOT NULL GROUP BY time, task_class"
     rollup = (
-        f"SELECT {ROLLUP_BUCKET} AS time, task_class, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(reasoning_tokens_q)[3] AS p95 "
-        f"FROM llm_calls_hourly WHERE {ROLLUP_WHERE} AND calls > unknown_reasoning_calls GROUP BY time, task_class"
+        f"SELECT {DAILY_BUCKET} AS time, task_class, quantilesTDigestMerge{_Q}(reasoning_tokens_q)[3] AS p95 "
+        f"FROM llm_calls_daily WHERE {DAILY_WHERE} AND calls > unknown_reasoning_calls GROUP BY time, task_class"
     )
     return Query(
         by_range(raw, rollup, "time, task_class, round(p95) AS reasoning_p95", "ORDER BY time"),
@@ -303,60 +313,76 @@ def _class_p95_over_time() -> Query:
 
 def _reasoning_heatmap() -> Query:
     # Buckets are powers of two; each bucket is named by its upper bound, as the heatmap reads it.
-    sql = f"""SELECT {RAW_BUCKET} AS time,
-    toString(toUInt64(pow(2, ceil(log2(greatest(reasoning_tokens, 1)))))) AS le,
-    count() AS calls
-FROM llm_calls WHERE {CALLS_WHERE} AND reasoning_tokens IS NOT NULL
-GROUP BY time, le ORDER BY time"""
-    return Query(sql, ("time", "le", "calls"))
+    raw = f"""SELECT {RAW_BUCKET} AS time, toUInt64(pow(2, ceil(log2(greatest(reasoning_tokens, 1))))) AS bucket, count() AS n
+FROM llm_calls WHERE {RAW_WHERE} AND reasoning_tokens IS NOT NULL GROUP BY time, bucket"""
+    rollup = f"""SELECT time, bucket, n FROM (
+    SELECT {DAILY_BUCKET} AS time, sumMap(reasoning_tokens_buckets) AS buckets
+    FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time
+) ARRAY JOIN mapKeys(buckets) AS bucket, mapValues(buckets) AS n"""
+    return Query(
+        by_range(raw, rollup, "time, toString(bucket) AS le, sum(n) AS calls", "GROUP BY time, bucket ORDER BY time, bucket"),
+        ("time", "le", "calls"),
+        picks_rollup=True,
+    )
 
 
 def _effort_vs_reasoning() -> Query:
-    sql = f"""SELECT if(reasoning_level = '', '(not set)', reasoning_level) AS effort,
+    raw = f"""SELECT reasoning_level, thinking_budget_tokens, count() AS calls,
+    quantilesTDigest{_Q}(reasoning_tokens) AS reasoning_q, quantilesTDigest{_Q}(reasoning_tokens / thinking_budget_tokens) AS budget_q,
+    countIf(has(finish_reasons, 'length')) AS stopped
+FROM llm_calls WHERE {RAW_WHERE} GROUP BY reasoning_level, thinking_budget_tokens"""
+    rollup = f"""SELECT reasoning_level, thinking_budget_tokens, sum(calls) AS calls,
+    quantilesTDigestMerge{_Q}(reasoning_tokens_q) AS reasoning_q, quantilesTDigestMerge{_Q}(budget_used_q) AS budget_q,
+    sum(stopped_by_length) AS stopped
+FROM llm_calls_effort_daily WHERE {DAILY_WHERE} GROUP BY reasoning_level, thinking_budget_tokens"""
+    outer = """if(reasoning_level = '', '(not set)', reasoning_level) AS effort,
     ifNull(toString(thinking_budget_tokens), '(none)') AS thinking_budget,
-    count() AS calls,
-    round(quantileTDigest(0.5)(reasoning_tokens)) AS reasoning_p50,
-    round(quantileTDigest(0.95)(reasoning_tokens)) AS reasoning_p95,
-    quantileTDigest(0.95)(reasoning_tokens / thinking_budget_tokens) AS budget_used_p95,
-    countIf(has(finish_reasons, 'length')) / count() AS stopped_by_length
-FROM llm_calls WHERE {CALLS_WHERE}
-GROUP BY effort, thinking_budget ORDER BY effort, thinking_budget"""
+    calls, round(reasoning_q[1]) AS reasoning_p50, round(reasoning_q[3]) AS reasoning_p95,
+    budget_q[3] AS budget_used_p95, stopped / calls AS stopped_by_length"""
     return Query(
-        sql,
+        by_range(raw, rollup, outer, "ORDER BY effort, thinking_budget"),
         ("effort", "thinking_budget", "calls", "reasoning_p50", "reasoning_p95", "budget_used_p95", "stopped_by_length"),
         TABLE,
+        picks_rollup=True,
     )
 
 
 def _effort_over_time() -> Query:
-    sql = f"""SELECT {RAW_BUCKET} AS time, if(reasoning_level = '', '(not set)', reasoning_level) AS effort,
-    round(quantileTDigest(0.95)(reasoning_tokens)) AS reasoning_p95
-FROM llm_calls WHERE {CALLS_WHERE} AND reasoning_tokens IS NOT NULL
-GROUP BY time, effort ORDER BY time"""
-    return Query(sql, ("time", "effort", "reasoning_p95"))
+    raw = f"""SELECT {RAW_BUCKET} AS time, reasoning_level, quantileTDigest(0.95)(reasoning_tokens) AS p95
+FROM llm_calls WHERE {RAW_WHERE} AND reasoning_tokens IS NOT NULL GROUP BY time, reasoning_level"""
+    rollup = f"""SELECT {DAILY_BUCKET} AS time, reasoning_level, quantilesTDigestMerge{_Q}(reasoning_tokens_q)[3] AS p95
+FROM llm_calls_effort_daily WHERE {DAILY_WHERE} AND calls > unknown_reasoning_calls GROUP BY time, reasoning_level"""
+    outer = "time, if(reasoning_level = '', '(not set)', reasoning_level) AS effort, round(p95) AS reasoning_p95"
+    return Query(by_range(raw, rollup, outer, "ORDER BY time"), ("time", "effort", "reasoning_p95"), picks_rollup=True)
 
 
 def _overthinking() -> Query:
-    sql = f"""SELECT task_class, model, count() AS calls,
-    round(quantileTDigest(0.5)(reasoning_tokens)) AS reasoning_p50,
-    round(quantileTDigest(0.5)(visible_output_tokens)) AS visible_p50,
-    sum(reasoning_tokens) / nullIf(sumIf(visible_output_tokens, reasoning_tokens IS NOT NULL), 0) AS reasoning_per_visible_token,
-    sum(reasoning_cost_usd) / nullIf(sumIf(cost_usd, reasoning_cost_usd IS NOT NULL), 0) AS reasoning_share_of_spend
-FROM llm_calls WHERE {CALLS_WHERE} AND reasoning_tokens IS NOT NULL
-GROUP BY task_class, model ORDER BY reasoning_per_visible_token DESC LIMIT 30"""
+    raw = f"""SELECT task_class, model, count() AS calls,
+    quantilesTDigest{_Q}(reasoning_tokens) AS reasoning_q, quantilesTDigest{_Q}(visible_output_tokens) AS visible_q,
+    sum(reasoning_tokens) AS reasoning, sum(visible_output_tokens) AS visible,
+    sum(reasoning_cost_usd) AS reasoning_spend, sumIf(cost_usd, reasoning_cost_usd IS NOT NULL) AS spend
+FROM llm_calls WHERE {RAW_WHERE} AND reasoning_tokens IS NOT NULL GROUP BY task_class, model"""
+    rollup = f"""SELECT task_class, model, sum(calls) - sum(unknown_reasoning_calls) AS calls,
+    quantilesTDigestMerge{_Q}(reasoning_tokens_q) AS reasoning_q, quantilesTDigestMerge{_Q}(visible_output_tokens_q) AS visible_q,
+    sum(reasoning_tokens) AS reasoning, sum(reasoning_known_visible_tokens) AS visible,
+    sum(reasoning_cost_usd) AS reasoning_spend, sum(reasoning_cost_known_cost_usd) AS spend
+FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY task_class, model"""
+    outer = """task_class, model, calls, round(reasoning_q[1]) AS reasoning_p50, round(visible_q[1]) AS visible_p50,
+    reasoning / nullIf(visible, 0) AS reasoning_per_visible_token, reasoning_spend / nullIf(spend, 0) AS reasoning_share_of_spend"""
     return Query(
-        sql,
+        by_range(raw, rollup, outer, "WHERE calls > 0 ORDER BY reasoning_per_visible_token DESC LIMIT 30"),
         ("task_class", "model", "calls", "reasoning_p50", "visible_p50", "reasoning_per_visible_token", "reasoning_share_of_spend"),
         TABLE,
+        picks_rollup=True,
     )
 
 
 def _cost_tail() -> Query:
-    raw = f"""SELECT task_class, countIf(cost_usd IS NOT NULL) AS priced, quantilesTDigest(0.5, 0.9, 0.95, 0.99)(cost_usd) AS q
+    raw = f"""SELECT task_class, countIf(cost_usd IS NOT NULL) AS priced, quantilesTDigest{_Q}(cost_usd) AS q
 FROM llm_calls WHERE {RAW_WHERE} GROUP BY task_class"""
     rollup = f"""SELECT task_class, sum(calls) - sum(unknown_cost_calls) AS priced,
-    quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(cost_usd_q) AS q
-FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY task_class"""
+    quantilesTDigestMerge{_Q}(cost_usd_q) AS q
+FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY task_class"""
     outer = """if(task_class = '', '(none)', task_class) AS task_class, priced AS priced_calls,
     q[1] AS cost_p50_usd, q[3] AS cost_p95_usd, q[4] AS cost_p99_usd, q[4] / nullIf(q[1], 0) AS p99_over_p50"""
     return Query(
@@ -370,8 +396,8 @@ FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY task_class"""
 def _cost_p99_over_time() -> Query:
     raw = f"SELECT {RAW_BUCKET} AS time, task_class, quantileTDigest(0.99)(cost_usd) AS p99 FROM llm_calls WHERE {RAW_WHERE} AND cost_usd IS NOT NULL GROUP BY time, task_class"
     rollup = (
-        f"SELECT {ROLLUP_BUCKET} AS time, task_class, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(cost_usd_q)[4] AS p99 "
-        f"FROM llm_calls_hourly WHERE {ROLLUP_WHERE} AND calls > unknown_cost_calls GROUP BY time, task_class"
+        f"SELECT {DAILY_BUCKET} AS time, task_class, quantilesTDigestMerge{_Q}(cost_usd_q)[4] AS p99 "
+        f"FROM llm_calls_daily WHERE {DAILY_WHERE} AND calls > unknown_cost_calls GROUP BY time, task_class"
     )
     return Query(
         by_range(raw, rollup, "time, task_class, p99 AS cost_p99_usd", "ORDER BY time"),
@@ -444,19 +470,21 @@ def reasoning_dashboard() -> Dashboard:
 
 
 def _latency_table() -> Query:
-    sql = f"""SELECT model, task_class, count() AS streamed_calls,
-    quantileTDigest(0.5)(time_to_first_token_s) AS ttft_p50_s,
-    quantileTDigest(0.95)(time_to_first_token_s) AS ttft_p95_s,
-    quantileTDigest(0.5)(time_to_first_visible_token_s) AS ttfvt_p50_s,
-    quantileTDigest(0.95)(time_to_first_visible_token_s) AS ttfvt_p95_s,
-    quantileTDigest(0.95)(duration_s) AS total_p95_s,
-    quantileTDigest(0.95)(time_to_first_visible_token_s - time_to_first_token_s) AS thinking_p95_s
-FROM llm_calls WHERE {CALLS_WHERE} AND stream = 1
-GROUP BY model, task_class ORDER BY ttfvt_p95_s DESC"""
+    raw = f"""SELECT model, task_class, count() AS calls,
+    quantilesTDigest{_Q}(time_to_first_token_s) AS ttft, quantilesTDigest{_Q}(time_to_first_visible_token_s) AS ttfvt,
+    quantilesTDigest{_Q}(duration_s) AS total, quantilesTDigest{_Q}(time_to_first_visible_token_s - time_to_first_token_s) AS thinking
+FROM llm_calls WHERE {RAW_WHERE} AND stream = 1 GROUP BY model, task_class"""
+    rollup = f"""SELECT model, task_class, sum(streamed_calls) AS calls,
+    quantilesTDigestMerge{_Q}(ttft_s_q) AS ttft, quantilesTDigestMerge{_Q}(ttfvt_s_q) AS ttfvt,
+    quantilesTDigestMerge{_Q}(streamed_duration_s_q) AS total, quantilesTDigestMerge{_Q}(thinking_s_q) AS thinking
+FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY model, task_class"""
+    outer = """model, task_class, calls AS streamed_calls, ttft[1] AS ttft_p50_s, ttft[3] AS ttft_p95_s,
+    ttfvt[1] AS ttfvt_p50_s, ttfvt[3] AS ttfvt_p95_s, total[3] AS total_p95_s, thinking[3] AS thinking_p95_s"""
     return Query(
-        sql,
+        by_range(raw, rollup, outer, "WHERE calls > 0 ORDER BY ttfvt_p95_s DESC"),
         ("model", "task_class", "streamed_calls", "ttft_p50_s", "ttft_p95_s", "ttfvt_p50_s", "ttfvt_p95_s", "total_p95_s", "thinking_p95_s"),
         TABLE,
+        picks_rollup=True,
     )
 
 
@@ -464,9 +492,9 @@ def _first_tokens_over_time() -> Query:
     raw = f"""SELECT {RAW_BUCKET} AS time, model,
     quantileTDigest(0.95)(time_to_first_token_s) AS ttft, quantileTDigest(0.95)(time_to_first_visible_token_s) AS ttfvt
 FROM llm_calls WHERE {RAW_WHERE} AND stream = 1 GROUP BY time, model"""
-    rollup = f"""SELECT {ROLLUP_BUCKET} AS time, model,
-    quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(ttft_s_q)[3] AS ttft, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(ttfvt_s_q)[3] AS ttfvt
-FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY time, model"""
+    rollup = f"""SELECT {DAILY_BUCKET} AS time, model,
+    quantilesTDigestMerge{_Q}(ttft_s_q)[3] AS ttft, quantilesTDigestMerge{_Q}(ttfvt_s_q)[3] AS ttfvt
+FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time, model"""
     return Query(
         by_range(raw, rollup, "time, model, ttft AS ttft_p95_s, ttfvt AS ttfvt_p95_s", "WHERE ttfvt > 0 ORDER BY time"),
         ("time", "model", "ttft_p95_s", "ttfvt_p95_s"),
@@ -477,8 +505,8 @@ FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY time, model"""
 def _ttfvt_by_class() -> Query:
     raw = f"""SELECT {RAW_BUCKET} AS time, task_class, quantileTDigest(0.95)(time_to_first_visible_token_s) AS ttfvt
 FROM llm_calls WHERE {RAW_WHERE} AND time_to_first_visible_token_s IS NOT NULL GROUP BY time, task_class"""
-    rollup = f"""SELECT {ROLLUP_BUCKET} AS time, task_class, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(ttfvt_s_q)[3] AS ttfvt
-FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY time, task_class"""
+    rollup = f"""SELECT {DAILY_BUCKET} AS time, task_class, quantilesTDigestMerge{_Q}(ttfvt_s_q)[3] AS ttfvt
+FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time, task_class"""
     return Query(
         by_range(raw, rollup, "time, task_class, ttfvt AS ttfvt_p95_s", "WHERE ttfvt > 0 ORDER BY time"),
         ("time", "task_class", "ttfvt_p95_s"),
@@ -487,27 +515,41 @@ FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY time, task_class"""
 
 
 def _total_by_model() -> Query:
-    sql = f"""SELECT {RAW_BUCKET} AS time, model, quantileTDigest(0.95)(duration_s) AS total_p95_s
-FROM llm_calls WHERE {CALLS_WHERE} GROUP BY time, model ORDER BY time"""
-    return Query(sql, ("time", "model", "total_p95_s"))
+    raw = f"SELECT {RAW_BUCKET} AS time, model, quantileTDigest(0.95)(duration_s) AS p95 FROM llm_calls WHERE {RAW_WHERE} GROUP BY time, model"
+    rollup = (
+        f"SELECT {DAILY_BUCKET} AS time, model, quantilesTDigestMerge{_Q}(duration_s_q)[3] AS p95 "
+        f"FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time, model"
+    )
+    return Query(by_range(raw, rollup, "time, model, p95 AS total_p95_s", "ORDER BY time"), ("time", "model", "total_p95_s"), picks_rollup=True)
 
 
 def _thinking_time() -> Query:
-    sql = f"""SELECT {RAW_BUCKET} AS time, task_class,
-    quantileTDigest(0.5)(time_to_first_visible_token_s - time_to_first_token_s) AS thinking_p50_s,
-    quantileTDigest(0.95)(time_to_first_visible_token_s - time_to_first_token_s) AS thinking_p95_s
-FROM llm_calls WHERE {CALLS_WHERE} AND time_to_first_token_s IS NOT NULL AND time_to_first_visible_token_s IS NOT NULL
-GROUP BY time, task_class ORDER BY time"""
-    return Query(sql, ("time", "task_class", "thinking_p50_s", "thinking_p95_s"))
+    raw = f"""SELECT {RAW_BUCKET} AS time, task_class, quantilesTDigest{_Q}(time_to_first_visible_token_s - time_to_first_token_s) AS q
+FROM llm_calls WHERE {RAW_WHERE} AND time_to_first_token_s IS NOT NULL AND time_to_first_visible_token_s IS NOT NULL
+GROUP BY time, task_class"""
+    rollup = f"""SELECT {DAILY_BUCKET} AS time, task_class, quantilesTDigestMerge{_Q}(thinking_s_q) AS q
+FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time, task_class"""
+    return Query(
+        by_range(raw, rollup, "time, task_class, q[1] AS thinking_p50_s, q[3] AS thinking_p95_s", "WHERE NOT isNaN(q[3]) ORDER BY time"),
+        ("time", "task_class", "thinking_p50_s", "thinking_p95_s"),
+        picks_rollup=True,
+    )
 
 
 def _tokens_per_second() -> Query:
-    sql = f"""SELECT {RAW_BUCKET} AS time, model,
-    quantileTDigest(0.5)(1 / time_per_output_token_s) AS decode_tokens_per_s,
-    quantileTDigest(0.5)(output_tokens / duration_s) AS end_to_end_tokens_per_s
-FROM llm_calls WHERE {CALLS_WHERE} AND time_per_output_token_s > 0 AND duration_s > 0
-GROUP BY time, model ORDER BY time"""
-    return Query(sql, ("time", "model", "decode_tokens_per_s", "end_to_end_tokens_per_s"))
+    raw = f"""SELECT {RAW_BUCKET} AS time, model,
+    quantileTDigest(0.5)(1 / time_per_output_token_s) AS decode, quantileTDigest(0.5)(output_tokens / duration_s) AS end_to_end
+FROM llm_calls WHERE {RAW_WHERE} AND time_per_output_token_s > 0 AND duration_s > 0
+GROUP BY time, model"""
+    rollup = f"""SELECT {DAILY_BUCKET} AS time, model,
+    quantilesTDigestMerge{_Q}(decode_tokens_per_s_q)[1] AS decode, quantilesTDigestMerge{_Q}(end_to_end_tokens_per_s_q)[1] AS end_to_end
+FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time, model"""
+    return Query(
+        by_range(raw, rollup, "time, model, decode AS decode_tokens_per_s, end_to_end AS end_to_end_tokens_per_s",
+                 "WHERE NOT isNaN(decode) ORDER BY time"),
+        ("time", "model", "decode_tokens_per_s", "end_to_end_tokens_per_s"),
+        picks_rollup=True,
+    )
 
 
 def latency_dashboard(settings: AlertSettings) -> Dashboard:
@@ -679,11 +721,22 @@ def engines_dashboard(settings: AlertSettings) -> Dashboard:
 # --------------------------------------------------------------------------------------------- outliers
 
 _K = "greatest(toFloat64OrZero(${k:singlequote}), 1)"
-_CLASS_P95 = """WITH class_p95 AS (
-    SELECT task_class, quantileTDigest(0.95)(reasoning_tokens) AS p95
-    FROM llm_calls WHERE $__timeFilter(Timestamp) AND reasoning_tokens IS NOT NULL
-    GROUP BY task_class
+# The p95 of each task class over every call of the class in the range (no call filters): from
+# llm_calls up to 2 days, from llm_calls_daily beyond. A call is an outlier above k x its class p95.
+_CLASS_P95_RAW = """SELECT task_class, quantileTDigest(0.95)(reasoning_tokens) AS p95
+    FROM llm_calls WHERE $__timeFilter(Timestamp) AND {raw_range} AND reasoning_tokens IS NOT NULL GROUP BY task_class"""
+_CLASS_P95_DAILY = """SELECT task_class, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(reasoning_tokens_q)[3] AS p95
+    FROM llm_calls_daily WHERE day >= toStartOfDay($__fromTime) AND day <= $__toTime AND {rollup_range}
+      AND calls > unknown_reasoning_calls GROUP BY task_class"""
+_CLASS_P95 = f"""WITH class_p95 AS (
+    {_CLASS_P95_RAW.format(raw_range=RAW_RANGE)}
+    UNION ALL
+    {_CLASS_P95_DAILY.format(rollup_range=ROLLUP_RANGE)}
 )"""
+# Calls above k x the smallest class p95: a plain column bound, so the scan skips most rows before the join.
+_OUTLIER_WHERE = f"""WHERE $__timeFilter(c.Timestamp) AND {call_filters('c.')} AND p.p95 > 0 AND c.reasoning_tokens > {_K} * p.p95
+  AND c.reasoning_tokens > {_K} * (SELECT min(p95) FROM class_p95 WHERE p95 > 0)"""
+_CAP = f"$__toTime - INTERVAL {CALLS_CAP_S} SECOND"
 
 
 def _outlier_calls() -> Query:
@@ -692,7 +745,7 @@ SELECT c.Timestamp AS time, c.TraceId AS trace_id, c.ServiceName AS service, c.m
     c.tenant AS tenant, c.user AS user, c.reasoning_tokens AS reasoning_tokens, round(p.p95) AS class_p95,
     round(c.reasoning_tokens / p.p95, 1) AS times_class_p95, c.cost_usd AS cost_usd, c.duration_s AS duration_s
 FROM llm_calls AS c INNER JOIN class_p95 AS p ON c.task_class = p.task_class
-WHERE $__timeFilter(c.Timestamp) AND {call_filters('c.')} AND p.p95 > 0 AND c.reasoning_tokens > {_K} * p.p95
+{_OUTLIER_WHERE} AND c.Timestamp >= {_CAP}
 ORDER BY times_class_p95 DESC LIMIT 200"""
     return Query(
         sql,
@@ -706,7 +759,7 @@ def _outliers_over_time() -> Query:
     sql = f"""{_CLASS_P95}
 SELECT $__timeInterval(c.Timestamp) AS time, c.task_class AS task_class, count() AS outlier_calls
 FROM llm_calls AS c INNER JOIN class_p95 AS p ON c.task_class = p.task_class
-WHERE $__timeFilter(c.Timestamp) AND {call_filters('c.')} AND p.p95 > 0 AND c.reasoning_tokens > {_K} * p.p95
+{_OUTLIER_WHERE}
 GROUP BY time, task_class ORDER BY time"""
     return Query(sql, ("time", "task_class", "outlier_calls"))
 
@@ -714,7 +767,7 @@ GROUP BY time, task_class ORDER BY time"""
 def _costliest_calls() -> Query:
     sql = f"""SELECT Timestamp AS time, TraceId AS trace_id, ServiceName AS service, model, task_class, tenant, user,
     cost_usd, reasoning_cost_usd, reasoning_tokens, duration_s
-FROM llm_calls WHERE {CALLS_WHERE} AND cost_usd IS NOT NULL
+FROM llm_calls WHERE {CALLS_WHERE} AND Timestamp >= {_CAP} AND cost_usd IS NOT NULL
 ORDER BY cost_usd DESC LIMIT 50"""
     return Query(
         sql,

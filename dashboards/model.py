@@ -37,7 +37,7 @@ class Query:
     columns: tuple[str, ...]  # the columns the query returns, in order
     format: Format = Format.TIME_SERIES
     ref_id: str = "A"
-    # Reads llm_calls for ranges up to 2 days and llm_calls_hourly beyond (see sql.by_range).
+    # Reads llm_calls for ranges up to 2 days and a rollup beyond (see sql.by_range).
     picks_rollup: bool = False
 
     def target(self) -> dict[str, Any]:

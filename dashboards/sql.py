@@ -1,12 +1,14 @@
 """SQL pieces shared by the panels: variable filters, the raw-or-rollup switch, the trace-view query.
 
-Long ranges read the rollup. A panel that can be served by llm_calls_hourly is one query with two
-branches joined by UNION ALL: the llm_calls branch is active while the dashboard range is at most
-ROLLUP_AFTER_S, the llm_calls_hourly branch beyond. The inactive branch has a constant-false WHERE
-(`$__toTime - $__fromTime` is a constant once the macros are expanded), so ClickHouse reads nothing for
-it. Rollup buckets are whole hours: the rollup branch starts at the hour the range starts in and never
-buckets finer than an hour. Panels that need per-call columns the rollup lacks (user, per-call ratios,
-durations, effort) read llm_calls at any range.
+Long ranges read a rollup. A panel that a rollup can serve is one query with two branches joined by
+UNION ALL: the llm_calls branch is active while the dashboard range is at most ROLLUP_AFTER_S, the
+rollup branch beyond. The inactive branch has a constant-false WHERE (`$__toTime - $__fromTime` is a
+constant once the macros are expanded), so ClickHouse reads nothing for it.
+Sums read llm_calls_hourly: its branch starts at the hour the range starts in and never buckets finer
+than an hour. Percentiles read the daily rollups (llm_calls_daily; llm_calls_effort_daily and
+llm_calls_users_daily for effort and users), because merging the hourly t-digest states of 30 days is
+too slow: their branch starts at the day the range starts in and buckets by whole days.
+Panels that list single calls read llm_calls at any range, over at most the last CALLS_CAP_S of it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ ROLLUP_WHERE = f"hour >= toStartOfHour($__fromTime) AND hour <= $__toTime AND {R
 CALLS_WHERE = f"$__timeFilter(Timestamp) AND {call_filters()}"  # llm_calls at any range
 RAW_BUCKET = "$__timeInterval(Timestamp)"
 ROLLUP_BUCKET = "toStartOfInterval(hour, INTERVAL greatest($__interval_s, 3600) second)"
+DAILY_WHERE = f"day >= toStartOfDay($__fromTime) AND day <= $__toTime AND {ROLLUP_RANGE} AND {call_filters()}"
+DAILY_BUCKET = "toStartOfInterval(day, INTERVAL greatest($__interval_s, 86400) second)"
+# Tables of single calls list the last day of the range at most: scanning 30 days of calls for a top 50
+# takes seconds on a store of 10M calls.
+CALLS_CAP_S = 24 * 3600
 
 
 def by_range(raw: str, rollup: str, outer: str = "*", tail: str = "") -> str:

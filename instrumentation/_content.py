@@ -182,7 +182,9 @@ def capture_input(
     messages: Any,
     instructions: Any = None,
 ) -> None:
-    if capture_content is not None and messages is not None:
+    # Only text, a list or a tuple is read: any other iterable (a generator) would be used up here,
+    # before the SDK sends it.
+    if capture_content is not None and isinstance(messages, (str, list, tuple)):
         capture(
             record,
             sc.INPUT_MESSAGES,
@@ -195,3 +197,42 @@ def _get(item: Any, name: str) -> Any:
     if isinstance(item, Mapping):
         return item.get(name)
     return getattr(item, name, None)
+
+
+def capture_output(
+    content: ContentCapture, record: CallRecord, outputs: Callable[[], Iterable[tuple[Any, Any, str | None]]]
+) -> None:
+    """gen_ai.output.messages of (content, tool_calls, finish_reason) per choice. `outputs` is read
+    inside the guard: an odd reply drops the content, never the call."""
+    capture(record, sc.OUTPUT_MESSAGES, lambda: content.output_messages(outputs()))
+
+
+class StreamedAnswers:
+    """The answer text of a stream per choice index, for content capture. Text beyond the capture
+    limit would be cut anyway, so only that much is kept: memory stays flat on long answers."""
+
+    __slots__ = ("content", "room", "texts")
+
+    def __init__(self, content: ContentCapture) -> None:
+        self.content = content
+        self.texts: dict[Any, list[str]] = {}
+        self.room = content.max_chars
+
+    def add(self, index: Any, text: str) -> None:
+        if self.room > 0:
+            self.texts.setdefault(index, []).append(text[: self.room + 1])
+            self.room -= len(text)
+
+    def capture(self, record: CallRecord, finish_reasons: Mapping[Any, str | None]) -> None:
+        """One output message per choice that streamed text or a finish reason, in index order."""
+
+        def outputs() -> list[tuple[str, None, str | None]]:
+            indexes = sorted(set(self.texts) | set(finish_reasons))
+            return [("".join(self.texts.get(i, ())), None, finish_reasons.get(i)) for i in indexes]
+
+        capture_output(self.content, record, outputs)
+
+
+def streamed_answers(content: ContentCapture | None) -> StreamedAnswers | None:
+    """A keeper of streamed answer text while content capture is on, else None."""
+    return StreamedAnswers(content) if content is not None else None

@@ -23,12 +23,14 @@ class Surface(Protocol):
 
 
 @dont_throw
-def _begin(surface: Surface, instance: Any, kwargs: dict[str, Any]) -> Call | None:
+def begin_call(surface: Surface, instance: Any, kwargs: dict[str, Any]) -> Call | None:
+    """surface.begin, guarded: a failure leaves the call untraced (None) instead of failing it."""
     return surface.begin(instance, kwargs)
 
 
 @dont_throw
-def _end(call: Call, error: BaseException | None) -> None:
+def end_call(call: Call, error: BaseException | None) -> None:
+    """call.finish, guarded: the caller's result or exception goes on whatever happens here."""
     call.finish(error)
 
 
@@ -37,19 +39,19 @@ def _deliver(surface: Surface, call: Call, result: Any, kwargs: dict[str, Any], 
         return surface.deliver(call, result, kwargs, is_async)
     except Exception:
         log_once(f"{type(surface).__name__}.deliver", "thinkmeter: cannot read an LLM reply; the call is recorded without it")
-        _end(call, None)
+        end_call(call, None)
         return result
 
 
 def sync_wrapper(surface: Surface) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
-        call = _begin(surface, instance, kwargs)
+        call = begin_call(surface, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as error:
-            _end(call, error)
+            end_call(call, error)
             raise
         return _deliver(surface, call, result, kwargs, False)
 
@@ -58,13 +60,13 @@ def sync_wrapper(surface: Surface) -> Callable[..., Any]:
 
 def async_wrapper(surface: Surface) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
-        call = _begin(surface, instance, kwargs)
+        call = begin_call(surface, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as error:
-            _end(call, error)
+            end_call(call, error)
             raise
         return _deliver(surface, call, result, kwargs, True)
 

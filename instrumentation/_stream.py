@@ -26,8 +26,18 @@ class StreamAccumulator(Protocol):
         """Move what the stream carried (usage, model, finish reasons) into call.record."""
 
 
-def _unreadable(acc: StreamAccumulator) -> None:
-    log_once(f"{type(acc).__name__}.on_item", "thinkmeter: cannot read a streamed item; figures of this stream may be incomplete")
+def traced(stream: Any, accumulator: StreamAccumulator, is_async: bool) -> Any:
+    """The proxy that feeds `accumulator` from an SDK's sync or async stream."""
+    return TracedAsyncStream(stream, accumulator) if is_async else TracedStream(stream, accumulator)
+
+
+def _shown(acc: StreamAccumulator, item: Any) -> bool:
+    """Feed one item to the accumulator; whether the caller sees it. An unreadable item is shown."""
+    try:
+        return not acc.on_item(item)
+    except Exception:
+        log_once(f"{type(acc).__name__}.on_item", "thinkmeter: cannot read a streamed item; figures of this stream may be incomplete")
+        return True
 
 
 def _traced_items(proxy: TracedStream, wrapped: Any, acc: StreamAccumulator) -> Iterator[Any]:
@@ -41,22 +51,18 @@ def _traced_items(proxy: TracedStream, wrapped: Any, acc: StreamAccumulator) -> 
         try:
             item = pull()
         except StopIteration:
-            _finish(acc, None)
+            finish_stream(acc, None)
             return
         except BaseException as error:
-            _finish(acc, error)
+            finish_stream(acc, error)
             raise
-        try:
-            hidden = acc.on_item(item)
-        except Exception:
-            _unreadable(acc)
-            hidden = False
-        if not hidden:
+        if _shown(acc, item):
             yield item
 
 
 @dont_throw
-def _finish(acc: StreamAccumulator, error: BaseException | None) -> None:
+def finish_stream(acc: StreamAccumulator, error: BaseException | None) -> None:
+    """End the call of a stream once, with what its accumulator read; guarded."""
     if acc.call.ended:
         return
     try:
@@ -79,17 +85,12 @@ class TracedStream(wrapt.ObjectProxy):
             try:
                 item = self.__wrapped__.__next__()
             except StopIteration:
-                _finish(acc, None)
+                finish_stream(acc, None)
                 raise
             except BaseException as error:
-                _finish(acc, error)
+                finish_stream(acc, error)
                 raise
-            try:
-                hidden = acc.on_item(item)
-            except Exception:
-                _unreadable(acc)
-                hidden = False
-            if not hidden:
+            if _shown(acc, item):
                 return item
 
     def __enter__(self) -> TracedStream:
@@ -100,16 +101,16 @@ class TracedStream(wrapt.ObjectProxy):
         try:
             return self.__wrapped__.__exit__(*exc_info)
         finally:
-            _finish(self._self_acc, None)
+            finish_stream(self._self_acc, None)
 
     def close(self) -> Any:
         try:
             return self.__wrapped__.close()
         finally:
-            _finish(self._self_acc, None)
+            finish_stream(self._self_acc, None)
 
     def __del__(self) -> None:
-        _finish(self._self_acc, None)
+        finish_stream(self._self_acc, None)
 
 
 class TracedAsyncStream(wrapt.ObjectProxy):
@@ -126,17 +127,12 @@ class TracedAsyncStream(wrapt.ObjectProxy):
             try:
                 item = await self.__wrapped__.__anext__()
             except StopAsyncIteration:
-                _finish(acc, None)
+                finish_stream(acc, None)
                 raise
             except BaseException as error:  # CancelledError included: the span still ends
-                _finish(acc, error)
+                finish_stream(acc, error)
                 raise
-            try:
-                hidden = acc.on_item(item)
-            except Exception:
-                _unreadable(acc)
-                hidden = False
-            if not hidden:
+            if _shown(acc, item):
                 return item
 
     async def __aenter__(self) -> TracedAsyncStream:
@@ -147,20 +143,20 @@ class TracedAsyncStream(wrapt.ObjectProxy):
         try:
             return await self.__wrapped__.__aexit__(*exc_info)
         finally:
-            _finish(self._self_acc, None)
+            finish_stream(self._self_acc, None)
 
     async def close(self) -> Any:
         try:
             return await self.__wrapped__.close()
         finally:
-            _finish(self._self_acc, None)
+            finish_stream(self._self_acc, None)
 
     async def aclose(self) -> Any:
         """Async generators (google-genai's streams) close with aclose()."""
         try:
             return await self.__wrapped__.aclose()
         finally:
-            _finish(self._self_acc, None)
+            finish_stream(self._self_acc, None)
 
     def __del__(self) -> None:
-        _finish(self._self_acc, None)
+        finish_stream(self._self_acc, None)

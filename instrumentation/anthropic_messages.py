@@ -9,15 +9,15 @@ from typing import Any
 
 import wrapt
 
-from thinkmeter.instrumentation._content import capture
+from thinkmeter.instrumentation._content import capture, capture_output, streamed_answers
 from thinkmeter.instrumentation._endpoints import EndpointResolver
-from thinkmeter.instrumentation._patch import Surface, _begin, _end, given
+from thinkmeter.instrumentation._patch import Surface, begin_call, end_call, given
 from thinkmeter.instrumentation._safety import dont_throw, log_once
-from thinkmeter.instrumentation._stream import TracedAsyncStream, TracedStream, _finish
+from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode, start_call
+from thinkmeter.instrumentation._stream import finish_stream, traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
+from thinkmeter.instrumentation._values import field, known_text
 from thinkmeter.instrumentation.anthropic_usage import THINKING_BLOCKS, anthropic_usage
-from thinkmeter.instrumentation.openai_chat import capture_output, deliver_raw, raw_response_mode, start_call
-from thinkmeter.instrumentation.openai_usage import field, known_text
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord
 
@@ -62,8 +62,7 @@ class MessagesSurface:
             readable = mode == "true" or (mode == "raw" and not is_async)
             return deliver_raw(call, result, "true" if readable else mode, read_message)
         if call.record.stream:
-            accumulator = MessagesStreamAccumulator(call)
-            return TracedAsyncStream(result, accumulator) if is_async else TracedStream(result, accumulator)
+            return traced(result, MessagesStreamAccumulator(call), is_async)
         read_message(call.record, result)
         content = self.telemetry.capture_content
         if content is not None:
@@ -107,14 +106,13 @@ class MessagesStreamAccumulator:
     cumulative output counts."""
 
     __slots__ = (
+        "answers",
         "call",
         "final_usage",
         "first_usage",
         "model",
         "response_id",
         "stop_reason",
-        "text_room",
-        "texts",
         "thought",
         "visible_chars",
     )
@@ -128,10 +126,7 @@ class MessagesStreamAccumulator:
         self.final_usage: Any = None
         self.thought = False
         self.visible_chars = 0
-        # The answer text, kept only while content capture is on, up to its limit.
-        content = call.telemetry.capture_content
-        self.texts: list[str] | None = [] if content is not None else None
-        self.text_room = content.max_chars if content is not None else 0
+        self.answers = streamed_answers(call.telemetry.capture_content)
 
     def on_item(self, event: Any) -> bool:
         now = time.perf_counter()
@@ -143,9 +138,8 @@ class MessagesStreamAccumulator:
             delta = event.delta
             if delta.type == "text_delta":
                 self._visible(now, delta.text)
-                if self.texts is not None and self.text_room > 0 and isinstance(delta.text, str):
-                    self.texts.append(delta.text[: self.text_room + 1])
-                    self.text_room -= len(delta.text)
+                if self.answers is not None and isinstance(delta.text, str):
+                    self.answers.add(0, delta.text)
             elif delta.type == "input_json_delta":
                 self._visible(now, delta.partial_json)
             elif delta.type == "thinking_delta" and delta.thinking:
@@ -177,10 +171,8 @@ class MessagesStreamAccumulator:
             record.finish_reasons = (self.stop_reason,)
         if self.first_usage is not None or self.final_usage is not None:
             record.usage = anthropic_usage(self.first_usage, self.final_usage, self.thought, self.visible_chars)
-        content = self.call.telemetry.capture_content
-        if self.texts is not None and content is not None:
-            outputs = [("".join(self.texts), None, self.stop_reason)]
-            capture_output(content, record, lambda: outputs)
+        if self.answers is not None:
+            self.answers.capture(record, {0: self.stop_reason})
 
 
 class TracedStreamManager(wrapt.ObjectProxy):
@@ -196,7 +188,7 @@ class TracedStreamManager(wrapt.ObjectProxy):
         self._self_accumulator: MessagesStreamAccumulator | None = None
 
     def _start_call(self) -> Call | None:
-        return _begin(self._self_surface, self._self_instance, self._self_kwargs)
+        return begin_call(self._self_surface, self._self_instance, self._self_kwargs)
 
     @dont_throw
     def _trace(self, call: Call, stream: Any, is_async: bool) -> None:
@@ -206,13 +198,13 @@ class TracedStreamManager(wrapt.ObjectProxy):
             call.finish()
             return
         accumulator = MessagesStreamAccumulator(call)
-        stream._raw_stream = TracedAsyncStream(raw, accumulator) if is_async else TracedStream(raw, accumulator)
+        stream._raw_stream = traced(raw, accumulator, is_async)
         self._self_accumulator = accumulator
 
     def _exited(self) -> None:
         # Older SDKs close the response rather than the raw stream: the span ends with the manager.
         if self._self_accumulator is not None:
-            _finish(self._self_accumulator, None)
+            finish_stream(self._self_accumulator, None)
 
     def __enter__(self) -> Any:
         call = self._start_call()
@@ -220,7 +212,7 @@ class TracedStreamManager(wrapt.ObjectProxy):
             stream = self.__wrapped__.__enter__()
         except BaseException as error:
             if call is not None:
-                _end(call, error)
+                end_call(call, error)
             raise
         if call is not None:
             self._trace(call, stream, False)
@@ -238,7 +230,7 @@ class TracedStreamManager(wrapt.ObjectProxy):
             stream = await self.__wrapped__.__aenter__()
         except BaseException as error:
             if call is not None:
-                _end(call, error)
+                end_call(call, error)
             raise
         if call is not None:
             self._trace(call, stream, True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from thinkmeter.instrumentation._estimate import estimate_reasoning
-from thinkmeter.instrumentation.openai_usage import _count as count
-from thinkmeter.instrumentation.openai_usage import field
+from thinkmeter.instrumentation._values import count, field
 from thinkmeter.schemas.record import Source, Usage
 
 THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thinkmeter.instrumentation.openai_usage import field
+from thinkmeter.instrumentation._values import field
 
 ROLES = {"model": "assistant"}
 # Part fields that are not text, by the name the captured part keeps as its type.

@@ -7,14 +7,13 @@ import time
 from enum import Enum
 from typing import Any
 
-from thinkmeter.instrumentation._content import capture
+from thinkmeter.instrumentation._content import capture, capture_output, streamed_answers
 from thinkmeter.instrumentation._endpoints import EndpointResolver
-from thinkmeter.instrumentation._stream import TracedAsyncStream, TracedStream
+from thinkmeter.instrumentation._stream import traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
+from thinkmeter.instrumentation._values import field, known_text
 from thinkmeter.instrumentation.gemini_content import answer_parts, input_messages
 from thinkmeter.instrumentation.gemini_usage import gemini_usage
-from thinkmeter.instrumentation.openai_chat import capture_output
-from thinkmeter.instrumentation.openai_usage import field, known_text
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord
 
@@ -65,8 +64,7 @@ class GenerateContentSurface:
 
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
         if self.stream:
-            accumulator = GenerateContentStreamAccumulator(call)
-            return TracedAsyncStream(result, accumulator) if is_async else TracedStream(result, accumulator)
+            return traced(result, GenerateContentStreamAccumulator(call), is_async)
         read_response(call.record, result)
         content = self.telemetry.capture_content
         if content is not None:
@@ -101,7 +99,7 @@ class GenerateContentStreamAccumulator:
     Each chunk's usage is the running total so far: the last one wins. The answer text is kept only
     while content capture is on, up to its limit."""
 
-    __slots__ = ("call", "model", "response_id", "finish_reasons", "usage", "texts", "text_room")
+    __slots__ = ("answers", "call", "finish_reasons", "model", "response_id", "usage")
 
     def __init__(self, call: Call) -> None:
         self.call = call
@@ -109,9 +107,7 @@ class GenerateContentStreamAccumulator:
         self.response_id: str | None = None
         self.finish_reasons: dict[int, str] = {}
         self.usage: Any = None
-        content = call.telemetry.capture_content
-        self.texts: dict[int, list[str]] | None = {} if content is not None else None
-        self.text_room = content.max_chars if content is not None else 0
+        self.answers = streamed_answers(call.telemetry.capture_content)
 
     def on_item(self, chunk: Any) -> bool:
         now = time.perf_counter()
@@ -125,10 +121,8 @@ class GenerateContentStreamAccumulator:
                 if text:
                     answer = not field(part, "thought")
                     mark_tokens(call, now, visible=answer)
-                    if answer and self.texts is not None and self.text_room > 0 and isinstance(text, str):
-                        index = candidate.index if type(candidate.index) is int else 0
-                        self.texts.setdefault(index, []).append(text[: self.text_room + 1])
-                        self.text_room -= len(text)
+                    if answer and self.answers is not None and isinstance(text, str):
+                        self.answers.add(candidate.index if type(candidate.index) is int else 0, text)
                 elif part.function_call is not None:
                     mark_tokens(call, now, visible=True)
         self.finish_reasons.update(_finish_reasons(chunk.candidates))
@@ -146,8 +140,5 @@ class GenerateContentStreamAccumulator:
             record.finish_reasons = tuple(self.finish_reasons[i] for i in sorted(self.finish_reasons))
         if self.usage is not None:
             record.usage = gemini_usage(self.usage)
-        content = self.call.telemetry.capture_content
-        if self.texts is not None and content is not None:
-            indexes = sorted(set(self.texts) | set(self.finish_reasons))
-            outputs = [("".join(self.texts.get(i, ())), None, self.finish_reasons.get(i)) for i in indexes]
-            capture_output(content, record, lambda: outputs)
+        if self.answers is not None:
+            self.answers.capture(record, self.finish_reasons)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thinkmeter.instrumentation.openai_usage import _count
+from thinkmeter.instrumentation._values import count
 from thinkmeter.schemas.record import Source, Usage
 
 
@@ -16,14 +16,14 @@ def gemini_usage(metadata: Any) -> Usage:
     recovered exactly as total - input, and a missing thoughts count as that minus candidates
     (both marked derived).
     """
-    prompt = _count(metadata, "prompt_token_count")
-    input_tokens = None if prompt is None else prompt + (_count(metadata, "tool_use_prompt_token_count") or 0)
-    total = _count(metadata, "total_token_count")
-    candidates = _count(metadata, "candidates_token_count")
-    thoughts = _count(metadata, "thoughts_token_count")
+    prompt = count(metadata, "prompt_token_count")
+    input_tokens = None if prompt is None else prompt + (count(metadata, "tool_use_prompt_token_count") or 0)
+    total = count(metadata, "total_token_count")
+    candidates = count(metadata, "candidates_token_count")
+    thoughts = count(metadata, "thoughts_token_count")
     usage = Usage(
         input_tokens=input_tokens,
-        cache_read_tokens=_count(metadata, "cached_content_token_count"),
+        cache_read_tokens=count(metadata, "cached_content_token_count"),
         reasoning_tokens=thoughts,
         reasoning_source=Source.REPORTED if thoughts is not None else Source.UNKNOWN,
     )

@@ -13,7 +13,7 @@ from typing import Any
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._estimate import estimate_reasoning_from_text
 from thinkmeter.instrumentation._patch import Patcher, async_wrapper, by_keyword, sync_wrapper
-from thinkmeter.instrumentation._stream import TracedAsyncStream, TracedStream
+from thinkmeter.instrumentation._stream import traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord, Source, Usage
@@ -62,8 +62,7 @@ class OllamaSurface:
 
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
         if call.record.stream:
-            accumulator = OllamaStreamAccumulator(call)
-            return TracedAsyncStream(result, accumulator) if is_async else TracedStream(result, accumulator)
+            return traced(result, OllamaStreamAccumulator(call), is_async)
         read_final(call.record, result, len(_thinking(result) or ""))
         call.finish()
         return result

@@ -3,51 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
 from typing import Any
 
-from thinkmeter.instrumentation._content import ContentCapture, capture, capture_input
+from thinkmeter.instrumentation._content import capture_input, capture_output, streamed_answers
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import given
-from thinkmeter.instrumentation._stream import TracedAsyncStream, TracedStream
+from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode, start_call
+from thinkmeter.instrumentation._stream import traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
-from thinkmeter.instrumentation.openai_usage import (
-    field,
-    known_text,
-    read_chat_usage,
-    reasoning_text,
-)
-from thinkmeter.schemas import semconv as sc
+from thinkmeter.instrumentation._values import field, known_text
+from thinkmeter.instrumentation.openai_usage import read_chat_usage, reasoning_text
 from thinkmeter.schemas.record import CallRecord
-
-RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
-
-
-def raw_response_mode(kwargs: dict[str, Any]) -> str | None:
-    """"true" for with_raw_response, "stream" for with_streaming_response, else None."""
-    headers = kwargs.get("extra_headers")
-    return headers.get(RAW_RESPONSE_HEADER) if headers else None
-
-
-def start_call(
-    telemetry: Telemetry, resolver: EndpointResolver, instance: Any, record: CallRecord, default: str | None = None
-) -> Call:
-    """Start a call of a Stainless-generated SDK resource (openai, anthropic); `default` as in resolve()."""
-    endpoint = resolver.resolve(instance._client.base_url, default)
-    record.provider = endpoint.provider
-    record.engine = endpoint.engine
-    record.server_address = endpoint.address
-    record.server_port = endpoint.port
-    return Call(telemetry, record)
-
-
-def deliver_raw(call: Call, result: Any, mode: str, read: Any) -> Any:
-    """with_raw_response: the parsed body is cached by the SDK, so reading it here costs the caller
-    nothing. with_streaming_response and raw streams keep their body unread: no usage, said so."""
-    if mode == "true" and not call.record.stream:
-        read(call.record, result.parse())
-    call.finish()
-    return result
 
 
 class ChatSurface:
@@ -81,19 +47,13 @@ class ChatSurface:
         if mode is not None:
             return deliver_raw(call, result, mode, read_completion)
         if call.record.stream:
-            accumulator = ChatStreamAccumulator(call)
-            return TracedAsyncStream(result, accumulator) if is_async else TracedStream(result, accumulator)
+            return traced(result, ChatStreamAccumulator(call), is_async)
         read_completion(call.record, result)
         content = self.telemetry.capture_content
         if content is not None:
             capture_output(content, call.record, lambda: [(c.message.content, c.message.tool_calls, c.finish_reason) for c in result.choices])
         call.finish()
         return result
-
-
-def capture_output(content: ContentCapture, record: CallRecord, outputs: Callable[[], Iterable[tuple[Any, Any, str | None]]]) -> None:
-    """`outputs` is read inside the guard: an odd reply drops the content, never the call."""
-    capture(record, sc.OUTPUT_MESSAGES, lambda: content.output_messages(outputs()))
 
 
 def read_completion(record: CallRecord, completion: Any) -> None:
@@ -125,13 +85,12 @@ class ChatStreamAccumulator:
     answer text, only while content capture is on)."""
 
     __slots__ = (
+        "answers",
         "call",
         "finish_reasons",
         "model",
         "reasoning_chars",
         "response_id",
-        "text_room",
-        "texts",
         "timings",
         "usage",
         "visible_chars",
@@ -147,12 +106,11 @@ class ChatStreamAccumulator:
         # Sizes of the streamed reasoning and answer text, for servers that count no reasoning.
         self.reasoning_chars = 0
         self.visible_chars = 0
-        content = call.telemetry.capture_content
-        self.texts: dict[int, list[str]] | None = {} if content is not None else None
-        # Text beyond the capture limit would be cut anyway: keep memory flat on long answers.
-        self.text_room = content.max_chars if content is not None else 0
+        self.answers = streamed_answers(call.telemetry.capture_content)
 
     def on_item(self, chunk: Any) -> bool:
+        # Runs once per chunk on the caller's thread: the common chunk (one choice, answer text, no
+        # extras) takes the shortest way through.
         now = time.perf_counter()
         call = self.call
         if call.first_chunk is None:
@@ -169,16 +127,17 @@ class ChatStreamAccumulator:
                     self.reasoning_chars += len(reasoning)
                 content = delta.content
                 if content or delta.refusal or delta.tool_calls:
-                    # A delta carries text or a refusal or tool calls: the common one costs a len().
                     self.visible_chars += len(content) if content else answer_chars(delta)
-                    mark_tokens(call, now, visible=True)
-                    if self.texts is not None and delta.content and self.text_room > 0:
-                        self.texts.setdefault(choice.index, []).append(delta.content[: self.text_room + 1])
-                        self.text_room -= len(delta.content)
+                    if call.first_visible is None:
+                        mark_tokens(call, now, visible=True)
+                    else:
+                        call.last_token = now
+                    if content and self.answers is not None:
+                        self.answers.add(choice.index, content)
                 elif reasoning:
                     mark_tokens(call, now, visible=False)
-            reason = known_text(choice.finish_reason)
-            if reason and type(choice.index) is int:
+            reason = choice.finish_reason
+            if isinstance(reason, str) and reason and type(choice.index) is int:
                 self.finish_reasons[choice.index] = reason
         usage = chunk.usage
         extra = chunk.__pydantic_extra__
@@ -198,8 +157,5 @@ class ChatStreamAccumulator:
         if self.finish_reasons:
             record.finish_reasons = tuple(self.finish_reasons[i] for i in sorted(self.finish_reasons))
         read_chat_usage(record, self.usage, self.timings, self.reasoning_chars, self.visible_chars)
-        content = self.call.telemetry.capture_content
-        if self.texts is not None and content is not None:
-            indexes = sorted(set(self.texts) | set(self.finish_reasons))
-            outputs = [("".join(self.texts.get(i, ())), None, self.finish_reasons.get(i)) for i in indexes]
-            capture_output(content, record, lambda: outputs)
+        if self.answers is not None:
+            self.answers.capture(record, self.finish_reasons)

@@ -5,18 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from thinkmeter.instrumentation._content import ContentCapture, capture_input
+from thinkmeter.instrumentation._content import ContentCapture, capture_input, capture_output
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import given
-from thinkmeter.instrumentation._stream import TracedAsyncStream, TracedStream
+from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode, start_call
+from thinkmeter.instrumentation._stream import traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
-from thinkmeter.instrumentation.openai_chat import (
-    capture_output,
-    deliver_raw,
-    raw_response_mode,
-    start_call,
-)
-from thinkmeter.instrumentation.openai_usage import field, known_text, responses_usage
+from thinkmeter.instrumentation._values import field, known_text
+from thinkmeter.instrumentation.openai_usage import responses_usage
 from thinkmeter.schemas.record import CallRecord
 
 REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
@@ -55,8 +51,7 @@ class ResponsesSurface:
         if mode is not None:
             return deliver_raw(call, result, mode, read_response)
         if call.record.stream:
-            accumulator = ResponsesStreamAccumulator(call)
-            return TracedAsyncStream(result, accumulator) if is_async else TracedStream(result, accumulator)
+            return traced(result, ResponsesStreamAccumulator(call), is_async)
         read_response(call.record, result)
         capture_response_output(self.telemetry.capture_content, call.record, result)
         call.finish()

@@ -3,8 +3,8 @@
 One parser serves every server; the differences are small and explicit: a `ChatFlavour` per provider
 for what cannot be seen in the reply itself (xAI leaves reasoning out of completion_tokens), and
 extra fields read wherever they appear (DeepSeek's prompt_cache_hit_tokens, Groq's usage timings,
-OpenRouter's usage.cost, llama.cpp's `timings`). The SDK keeps unknown fields as extras, so they are
-read with getattr, or as dict keys where an extra holds a nested object (Groq's x_groq.usage).
+OpenRouter's usage.cost, llama.cpp's `timings`). The SDK keeps unknown fields as extras, and a nested
+extra as a plain dict (Groq's x_groq.usage): `field` reads both.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from thinkmeter.instrumentation._estimate import estimate_reasoning, estimate_reasoning_from_text
+from thinkmeter.instrumentation._values import count, field, number
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord, Source, Usage
 
@@ -48,31 +49,6 @@ def chat_flavour(provider: str) -> ChatFlavour:
     return CHAT_FLAVOURS.get(provider, OPENAI_FLAVOUR)
 
 
-def field(source: Any, name: str) -> Any:
-    """A field of an SDK object (declared or extra) or of a plain dict; None when absent."""
-    if source is None:
-        return None
-    if isinstance(source, dict):
-        return source.get(name)
-    return getattr(source, name, None)
-
-
-def known_text(value: Any) -> str | None:
-    """A reported name, id or reason; None when the reply carried something else in its place."""
-    return value if isinstance(value, str) else None
-
-
-def _count(source: Any, name: str) -> int | None:
-    """A reported count; None (unknown) when it cannot be one: not an int, negative, or past Int64."""
-    value = field(source, name)
-    return value if type(value) is int and 0 <= value < 2**63 else None
-
-
-def _number(source: Any, name: str) -> float | None:
-    value = field(source, name)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def _source(value: int | None) -> Source:
     return Source.REPORTED if value is not None else Source.UNKNOWN
 
@@ -93,26 +69,26 @@ def chat_usage(usage: Any, flavour: ChatFlavour = OPENAI_FLAVOUR) -> Usage:
     prompt_tokens include cached."""
     completion = field(usage, "completion_tokens_details")
     prompt = field(usage, "prompt_tokens_details")
-    reasoning = _count(completion, "reasoning_tokens")
-    output = _count(usage, "completion_tokens")
+    reasoning = count(completion, "reasoning_tokens")
+    output = count(usage, "completion_tokens")
     output_source = _source(output)
     if flavour.reasoning_outside_completion and output is not None and reasoning is not None:
         output += reasoning
         output_source = Source.DERIVED
     # DeepSeek: prompt_tokens = prompt_cache_hit_tokens + prompt_cache_miss_tokens.
-    cache_hit = _count(usage, "prompt_cache_hit_tokens")
-    input_tokens = _count(usage, "prompt_tokens")
+    cache_hit = count(usage, "prompt_cache_hit_tokens")
+    input_tokens = count(usage, "prompt_tokens")
     if input_tokens is None and cache_hit is not None:
-        cache_miss = _count(usage, "prompt_cache_miss_tokens")
+        cache_miss = count(usage, "prompt_cache_miss_tokens")
         input_tokens = cache_hit + cache_miss if cache_miss is not None else None
-    cache_read = _count(prompt, "cached_tokens")
+    cache_read = count(prompt, "cached_tokens")
     return Usage(
         input_tokens=input_tokens,
         cache_read_tokens=cache_read if cache_read is not None else cache_hit,
-        cache_write_tokens=_count(prompt, "cache_write_tokens"),
+        cache_write_tokens=count(prompt, "cache_write_tokens"),
         output_tokens=output,
         reasoning_tokens=reasoning,
-        rejected_prediction_tokens=_count(completion, "rejected_prediction_tokens"),
+        rejected_prediction_tokens=count(completion, "rejected_prediction_tokens"),
         output_source=output_source,
         reasoning_source=_source(reasoning),
     )
@@ -128,13 +104,13 @@ def read_chat_usage(record: CallRecord, usage: Any, timings: Any, reasoning_char
     """
     if usage is not None:
         record.usage = chat_usage(usage, chat_flavour(record.provider))
-        cost = _number(usage, "cost")  # OpenRouter bills the call in its usage
+        cost = number(usage, "cost")  # OpenRouter bills the call in its usage
         if cost is not None:
             record.cost_usd, record.cost_source = cost, "reported"
         _set_seconds(record, usage, GROQ_USAGE_TIMES)
     if timings is not None:
         if record.usage.cache_read_tokens is None:
-            record.usage.cache_read_tokens = _count(timings, "cache_n")
+            record.usage.cache_read_tokens = count(timings, "cache_n")
         _set_seconds(record, timings, LLAMA_CPP_TIMINGS_MS, 1e-3)
     counted = record.usage
     if reasoning_chars and counted.output_tokens is not None and not counted.reasoning_tokens:
@@ -145,7 +121,7 @@ def read_chat_usage(record: CallRecord, usage: Any, timings: Any, reasoning_char
 
 def _set_seconds(record: CallRecord, source: Any, names: tuple[tuple[str, str], ...], scale: float = 1.0) -> None:
     for name, attribute in names:
-        value = _number(source, name)
+        value = number(source, name)
         if value is not None:
             record.attributes[attribute] = value * scale
 
@@ -154,12 +130,12 @@ def responses_usage(usage: Any) -> Usage:
     """Responses `usage`: output_tokens include reasoning; input_tokens include cached."""
     output = usage.output_tokens_details
     prompt = usage.input_tokens_details
-    reasoning = _count(output, "reasoning_tokens")
-    output_tokens = _count(usage, "output_tokens")
+    reasoning = count(output, "reasoning_tokens")
+    output_tokens = count(usage, "output_tokens")
     return Usage(
-        input_tokens=_count(usage, "input_tokens"),
-        cache_read_tokens=_count(prompt, "cached_tokens"),
-        cache_write_tokens=_count(prompt, "cache_write_tokens"),
+        input_tokens=count(usage, "input_tokens"),
+        cache_read_tokens=count(prompt, "cached_tokens"),
+        cache_write_tokens=count(prompt, "cache_write_tokens"),
         output_tokens=output_tokens,
         reasoning_tokens=reasoning,
         output_source=_source(output_tokens),

@@ -63,7 +63,7 @@ class CallRecord(BaseModel):
     response_model: str | None = None
     response_id: str | None = None
     finish_reasons: tuple[str, ...] | None = None
-    usage: Usage = Usage()
+    usage: Usage = Field(default_factory=Usage)
 
     # Seconds from the start of the SDK call (not from the response headers)
     time_to_first_chunk: float | None = None

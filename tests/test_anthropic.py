@@ -27,7 +27,7 @@ SCENARIO = Scenario(
     reasoning_tokens=700,
     visible_tokens=12,
     prefill_s=0.15,
-    thinking_s=0.3,
+    thinking_s=0.8,
     visible_tokens_per_s=200,
 )
 STREAMED = {"create_stream", "stream_helper"}

@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from tests.instrumented import instrumented  # noqa: F401  (fixture)
+from tests.simulated import assert_at
 from thinkmeter.instrumentation._estimate import estimated_tokens
 from thinkmeter.pricing import PriceTable
 from thinkmeter.schemas import semconv as sc
@@ -27,7 +28,6 @@ from thinkmeter.simulator.scenario import answer_words
 
 
 TIME_SCALE = 0.1
-TOLERANCE_S = 0.1
 PROMPT = [{"role": "user", "content": "What is 2 + 2?"}]
 THINKER = Scenario(
     input_tokens=1500,
@@ -36,7 +36,7 @@ THINKER = Scenario(
     visible_tokens=12,
     reasoning_text="raw",
     prefill_s=1.0,
-    thinking_s=2.0,
+    thinking_s=8.0,
     visible_tokens_per_s=100.0,
 )
 UNCOUNTED = THINKER.model_copy(update={"reasoning_reported": False})
@@ -76,8 +76,8 @@ def price_table_cost(model: str, usage: Usage) -> float:
 def assert_stream_timings(attrs: dict, sim: Simulator, reasoning_streamed: bool = True) -> None:
     reply = sim.replies[-1]
     first = reply.first_token_wall_s if reasoning_streamed else reply.first_visible_wall_s
-    assert attrs[sc.TIME_TO_FIRST_TOKEN] == pytest.approx(first, abs=TOLERANCE_S)
-    assert attrs[sc.TIME_TO_FIRST_VISIBLE_TOKEN] == pytest.approx(reply.first_visible_wall_s, abs=TOLERANCE_S)
+    assert_at(attrs[sc.TIME_TO_FIRST_TOKEN], first)
+    assert_at(attrs[sc.TIME_TO_FIRST_VISIBLE_TOKEN], reply.first_visible_wall_s)
 
 
 def answer_estimate(scenario: Scenario) -> int:
@@ -231,7 +231,7 @@ def test_early_break_in_the_reasoning_ends_the_span(instrumented):
             if chunk.choices and chunk.choices[0].delta.model_extra.get("reasoning"):
                 break
     attrs = instrumented.only_attributes()
-    assert attrs[sc.TIME_TO_FIRST_TOKEN] == pytest.approx(sim.replies[-1].first_token_wall_s, abs=TOLERANCE_S)
+    assert_at(attrs[sc.TIME_TO_FIRST_TOKEN], sim.replies[-1].first_token_wall_s)
     assert sc.TIME_TO_FIRST_VISIBLE_TOKEN not in attrs
     assert sc.OUTPUT_TOKENS not in attrs and sc.REASONING_TOKENS not in attrs  # unknown, never 0
 

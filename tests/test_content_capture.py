@@ -18,7 +18,7 @@ from thinkmeter.instrumentation._content import TRUNCATED, ContentCapture
 from thinkmeter.schemas import semconv as sc
 
 import thinkmeter
-from thinkmeter.simulator import Scenario, start_simulator
+from thinkmeter.simulator import Scenario, Simulator, start_simulator
 
 SCENARIO = Scenario(
     input_tokens=100,
@@ -45,9 +45,14 @@ def mask_card(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[openai.OpenAI]:
+def simulator() -> Iterator[Simulator]:
     with start_simulator(time_scale=0.01) as sim:
-        yield openai.OpenAI(base_url=sim.base_url, api_key="test", max_retries=0)
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def client(simulator: Simulator) -> openai.OpenAI:
+    return openai.OpenAI(base_url=simulator.base_url, api_key="test", max_retries=0)
 
 
 @pytest.fixture
@@ -137,6 +142,23 @@ def test_stream_output_is_captured_and_cut_to_the_limit(
     )
     output = json.loads(attrs[sc.OUTPUT_MESSAGES])[0]["parts"][0]["content"]
     assert output == (text if len(text) <= 20 else text[:20] + TRUNCATED)
+
+
+def test_messages_given_as_a_generator_reach_the_sdk_unread(
+    spans: Any, client: openai.OpenAI, simulator: Simulator
+) -> None:
+    """The SDK takes any iterable of messages. Capture reads only lists and tuples: reading a
+    generator would use it up, and the SDK would send no messages."""
+    exporter = spans(capture_content=True)
+    client.chat.completions.create(
+        model="o4-mini",
+        messages=(message for message in SECRET_PROMPT),
+        extra_headers=SCENARIO.headers(),
+    )
+    assert simulator.replies[-1].ask.prompt == SECRET_PROMPT
+    attrs = only_attributes(exporter)
+    assert sc.INPUT_MESSAGES not in attrs
+    assert attrs[sc.OUTPUT_TOKENS] == SCENARIO.output_tokens
 
 
 def test_responses_capture(spans: Any, client: openai.OpenAI) -> None:

@@ -15,6 +15,7 @@ import ollama
 import pytest
 
 from tests.instrumented import instrumented  # noqa: F401  (fixture)
+from tests.simulated import assert_at
 from thinkmeter.instrumentation._estimate import estimated_tokens
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.simulator import Scenario, start_simulator
@@ -23,14 +24,13 @@ from thinkmeter.simulator.scenario import reasoning_words
 
 
 TIME_SCALE = 0.1
-TOLERANCE_S = 0.1
 MESSAGES = [{"role": "user", "content": "Why is the sky blue?"}]
 THINKER = Scenario(
     input_tokens=30,
     reasoning_tokens=40,
     visible_tokens=60,
     prefill_s=1.0,
-    thinking_s=2.0,
+    thinking_s=8.0,
     visible_tokens_per_s=100.0,
 )
 
@@ -71,8 +71,8 @@ def assert_counts(attrs: dict, scenario: Scenario = THINKER, thinking: bool = Tr
 def assert_stream_timings(attrs: dict, simulator, thinking: bool = True) -> None:
     reply = simulator.replies[-1]
     first = reply.first_token_wall_s if thinking else reply.first_visible_wall_s
-    assert attrs[sc.TIME_TO_FIRST_TOKEN] == pytest.approx(first, abs=TOLERANCE_S)
-    assert attrs[sc.TIME_TO_FIRST_VISIBLE_TOKEN] == pytest.approx(reply.first_visible_wall_s, abs=TOLERANCE_S)
+    assert_at(attrs[sc.TIME_TO_FIRST_TOKEN], first)
+    assert_at(attrs[sc.TIME_TO_FIRST_VISIBLE_TOKEN], reply.first_visible_wall_s)
     assert attrs[sc.TIME_TO_FIRST_CHUNK] <= attrs[sc.TIME_TO_FIRST_TOKEN]
 
 
@@ -89,7 +89,7 @@ def test_chat(instrumented, client, simulator):
     assert attrs[sc.REQUEST_STREAM] is False and sc.TIME_TO_FIRST_CHUNK not in attrs
     assert attrs[sc.COST_SOURCE] == "unknown_price"
     duration = (span.end_time - span.start_time) / 1e9
-    assert duration == pytest.approx(simulator.replies[-1].end_wall_s, abs=TOLERANCE_S)
+    assert_at(duration, simulator.replies[-1].end_wall_s)
 
 
 def test_chat_stream(instrumented, client, simulator):
@@ -178,7 +178,7 @@ def test_early_break_ends_span_when_the_stream_goes(instrumented, client, simula
     gc.collect()
     attrs = instrumented.only_attributes()
     assert sc.ERROR_TYPE not in attrs
-    assert attrs[sc.TIME_TO_FIRST_VISIBLE_TOKEN] == pytest.approx(simulator.replies[-1].first_visible_wall_s, abs=TOLERANCE_S)
+    assert_at(attrs[sc.TIME_TO_FIRST_VISIBLE_TOKEN], simulator.replies[-1].first_visible_wall_s)
     assert sc.OUTPUT_TOKENS not in attrs  # the final counts never came: unknown, not 0
 
 

@@ -15,13 +15,13 @@ from pydantic import BaseModel
 
 import thinkmeter
 from tests.instrumented import instrumented  # noqa: F401  (fixture)
+from tests.simulated import assert_at
 from thinkmeter.pricing import PriceTable
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import Usage
 from thinkmeter.simulator import Scenario, start_simulator
 
 TIME_SCALE = 0.1
-TOLERANCE_S = 0.1
 PROMPT = [{"role": "user", "content": "What is 2 + 2?"}]
 SCENARIO = Scenario(
     input_tokens=1500,
@@ -29,7 +29,7 @@ SCENARIO = Scenario(
     reasoning_tokens=900,
     visible_tokens=12,
     prefill_s=1.0,
-    thinking_s=4.0,
+    thinking_s=8.0,
     visible_tokens_per_s=100.0,
 )
 
@@ -89,9 +89,9 @@ def assert_usage(attrs: dict, scenario: Scenario = SCENARIO, model: str = "o4-mi
 def assert_stream_timings(attrs: dict, simulator, reasoning_streamed: bool) -> None:
     reply = simulator.replies[-1]
     assert attrs[sc.REQUEST_STREAM] is True
-    assert attrs[sc.TIME_TO_FIRST_VISIBLE_TOKEN] == pytest.approx(reply.first_visible_wall_s, abs=TOLERANCE_S)
+    assert_at(attrs[sc.TIME_TO_FIRST_VISIBLE_TOKEN], reply.first_visible_wall_s)
     first_token = reply.first_token_wall_s if reasoning_streamed else reply.first_visible_wall_s
-    assert attrs[sc.TIME_TO_FIRST_TOKEN] == pytest.approx(first_token, abs=TOLERANCE_S)
+    assert_at(attrs[sc.TIME_TO_FIRST_TOKEN], first_token)
     assert attrs[sc.TIME_TO_FIRST_CHUNK] <= attrs[sc.TIME_TO_FIRST_TOKEN]
     assert attrs[sc.TIME_PER_OUTPUT_TOKEN] > 0
 
@@ -114,7 +114,7 @@ def test_chat_create(instrumented, client, simulator):
     assert attrs[sc.TENANT] == "acme" and attrs[sc.TASK_CLASS] == "lookup"
     assert sc.TIME_TO_FIRST_CHUNK not in attrs  # non-streamed calls have no first chunk
     duration = (span.end_time - span.start_time) / 1e9
-    assert duration == pytest.approx(simulator.replies[-1].end_wall_s, abs=TOLERANCE_S)
+    assert_at(duration, simulator.replies[-1].end_wall_s)
 
 
 @pytest.mark.parametrize("instrumented", [{"127.0.0.1": "openai"}], indirect=True)

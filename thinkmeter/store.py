@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 _LOCK_POLL_S = 0.05
+_WAITER_POLL_S = 0.1
 
 
 class StoreBusy(TimeoutError):
@@ -173,48 +174,129 @@ def _schema_complete(client: Client, database: str) -> bool:
 # -------------------------------------------------------------------------------------------- store lock
 
 
-class _ProcessLock:
-    """flock on one file, shared by all threads of this process and counted."""
+class _StoreLock:
+    """flock on data_dir/store.lock, shared by all threads of this process and counted.
+
+    An exporter can ask for the store to be kept: then the lock and one chDB session stay open between
+    uses, because every chDB engine start leaves ~2 MB of native memory behind that is never returned.
+    A kept store is let go as soon as another process waits for it (waiters hold a shared flock on
+    store.waiters while they poll), checked every _WAITER_POLL_S by a watcher thread.
+    """
 
     def __init__(self, path: Path):
         self.path = path
+        self._waiters_path = path.with_name("store.waiters")
         self._mutex = threading.Lock()
         self._holders = 0
+        self._keepers = 0
         self._fd: int | None = None
+        self._kept_client: Client | None = None
+        self._watcher: threading.Thread | None = None
 
     def acquire(self, timeout_s: float) -> None:
         deadline = time.monotonic() + max(0.0, timeout_s)
-        while True:
-            with self._mutex:
-                if self._holders:
-                    self._holders += 1
-                    return
-                if self._try_flock():
-                    self._holders = 1
-                    return
-            if time.monotonic() >= deadline:
-                raise StoreBusy(
-                    f"the embedded store {self.path.parent} is in use by another process "
-                    f"({self._owner()}); waited {timeout_s:g}s. Retry when it has finished, "
-                    "or use a ClickHouse server (THINKMETER_CLICKHOUSE_URL) for concurrent use."
-                )
-            time.sleep(_LOCK_POLL_S)
+        waiting_fd: int | None = None
+        try:
+            while True:
+                with self._mutex:
+                    if self._holders or self._fd is not None:
+                        self._holders += 1
+                        return
+                    # One that will not wait does not jump the queue of processes that do.
+                    if (waiting_fd is not None or timeout_s > 0 or not self._others_waiting()) and self._try_flock():
+                        self._holders = 1
+                        return
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(
+                        f"the embedded store {self.path.parent} is in use by another process "
+                        f"({self._owner()}); waited {timeout_s:g}s. Retry when it has finished, "
+                        "or use a ClickHouse server (THINKMETER_CLICKHOUSE_URL) for concurrent use."
+                    )
+                if waiting_fd is None:
+                    waiting_fd = os.open(self._waiters_path, os.O_RDWR | os.O_CREAT, 0o644)
+                    fcntl.flock(waiting_fd, fcntl.LOCK_SH)  # tells a holder that keeps the store to let go
+                time.sleep(_LOCK_POLL_S)
+        finally:
+            if waiting_fd is not None:
+                os.close(waiting_fd)
 
     def release(self) -> None:
         with self._mutex:
             self._holders -= 1
-            if self._holders == 0 and self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-                os.close(self._fd)
-                self._fd = None
+            if self._holders == 0:
+                if self._keepers and self._kept_client is not None and not self._others_waiting():
+                    self._watch()
+                else:
+                    self._let_go()
+
+    def kept_client(self, settings: Settings) -> Client:
+        """This process's kept session on the store; only while holding the lock (after acquire)."""
+        with self._mutex:
+            if self._kept_client is None:
+                self._kept_client = open_client(settings.model_copy(update={"clickhouse_url": None}))
+            return self._kept_client
+
+    def keep(self) -> None:
+        with self._mutex:
+            self._keepers += 1
+
+    def unkeep(self) -> None:
+        with self._mutex:
+            self._keepers -= 1
+            if self._keepers == 0 and self._holders == 0:
+                self._let_go()
 
     def forget_after_fork(self) -> None:
-        # A forked child shares the parent's open file description: it must not think it holds the lock.
+        # A forked child shares the parent's open file description and engine: it must not think it
+        # holds either (the parent's chDB session is not usable in the child; it is dropped, not closed).
         self._mutex = threading.Lock()
         self._holders = 0
+        self._kept_client = None
+        self._watcher = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def _let_go(self) -> None:
+        # The engine must be closed before another process may open the directory.
+        if self._kept_client is not None:
+            client, self._kept_client = self._kept_client, None
+            try:
+                client.close()
+            except Exception as exc:  # the lock must still be released
+                log.warning("thinkmeter: closing the embedded store failed: %s", exc)
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def _watch(self) -> None:
+        if self._watcher is None or not self._watcher.is_alive():
+            self._watcher = threading.Thread(target=self._watch_waiters, name="thinkmeter-store-keeper", daemon=True)
+            self._watcher.start()
+
+    def _watch_waiters(self) -> None:
+        while True:
+            time.sleep(_WAITER_POLL_S)
+            with self._mutex:
+                if self._fd is None:
+                    return
+                if self._holders == 0 and (self._keepers == 0 or self._others_waiting()):
+                    self._let_go()
+                    return
+
+    def _others_waiting(self) -> bool:
+        try:
+            fd = os.open(self._waiters_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def _try_flock(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,16 +319,16 @@ class _ProcessLock:
         return f"pid {pid}" if pid else "unknown pid"
 
 
-_locks: dict[Path, _ProcessLock] = {}
+_locks: dict[Path, _StoreLock] = {}
 _locks_mutex = threading.Lock()
 
 
-def _lock_for(settings: Settings) -> _ProcessLock:
+def _lock_for(settings: Settings) -> _StoreLock:
     path = (settings.data_dir / "store.lock").resolve()
     with _locks_mutex:
         lock = _locks.get(path)
         if lock is None:
-            lock = _locks[path] = _ProcessLock(path)
+            lock = _locks[path] = _StoreLock(path)
         return lock
 
 
@@ -276,6 +358,33 @@ def embedded_store(settings: Settings, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
             client.close()
     finally:
         lock.release()
+
+
+class KeptStore:
+    """The embedded store for a long-lived writer (the span exporter): one chDB session, kept open with
+    the lock between uses until another process waits for the store or `close()` is called."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._lock = _lock_for(settings)
+        self._lock.keep()
+        self._closed = False
+
+    @contextmanager
+    def session(self, timeout_s: float) -> Iterator[Client]:
+        """The kept session (opened, with the schema in place, on first use); StoreBusy after timeout_s."""
+        self._lock.acquire(timeout_s)
+        try:
+            client = self._lock.kept_client(self._settings)
+            ensure_schema(client, self._settings)
+            yield client
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._lock.unkeep()
 
 
 @contextmanager

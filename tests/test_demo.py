@@ -1,0 +1,36 @@
+"""`thinkmeter demo`, `report` and `outliers` end to end, as a user runs them: a separate process with
+its own embedded store, the simulator in a process of its own, the real openai SDK in between."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def _thinkmeter(data_dir, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "THINKMETER_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "thinkmeter", *args], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_demo_stores_what_the_simulator_sent(tmp_path):
+    demo = _thinkmeter(tmp_path, "demo", "--calls", "150", "--time-scale", "0.002")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "(tokens, cost): all match" in demo.stdout
+    assert "By task class" in demo.stdout
+
+    report = json.loads(_thinkmeter(tmp_path, "report", "--format", "json").stdout)
+    totals = report["totals"]
+    assert totals["calls"] == 150
+    # Reasoning is a subset of output, and the demo's reasoning models spend most of it hidden.
+    assert 0 < totals["total_reasoning_tokens"] < totals["total_output_tokens"]
+    assert totals["hidden_reasoning_share"] > 0.5
+    assert totals["calls_without_price"] > 0  # the simulator's unpriced model: counted, never $0
+    assert {row["task_class"] for row in report["by"]["task_class"]} >= {"lookup", "math"}
+
+    outliers = json.loads(_thinkmeter(tmp_path, "outliers", "-k", "2", "--format", "json").stdout)
+    for row in outliers:
+        assert row["reasoning_tokens"] > 2 * row["class_quantile"]
