@@ -158,9 +158,10 @@ GROUP BY tenant"""
         labels: tuple[str, ...] = ("tenant",)
         who = "Tenant {tenant}"
     else:
+        # the daily user rollup: its day bucket is exactly "since 00:00 UTC"
         sql = f"""SELECT tenant, user, {usage} / {_quota(s, kind, 'user')} AS value
-FROM llm_calls
-WHERE Timestamp >= toStartOfDay($__toTime) AND Timestamp <= $__toTime AND user != ''
+FROM llm_calls_users_daily
+WHERE day = toStartOfDay($__toTime) AND user != ''
 GROUP BY tenant, user"""
         labels = ("tenant", "user")
         who = "User {user} of tenant {tenant}"

@@ -89,6 +89,7 @@ def main() -> None:
     finished = record()
     read_completion(finished, completion)
     call = Call(telemetry, finished)
+    call.finish()  # prices it: the span below carries every attribute a priced chat call has
 
     def chat_call() -> None:
         kwargs = {"model": MODEL, "messages": MESSAGES}

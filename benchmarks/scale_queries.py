@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from thinkmeter.config import Settings
 from thinkmeter.schemas.ddl import render
+
+from thinkmeter.config import Settings
 from thinkmeter.store import embedded_store, ensure_schema
 
 DAYS = 30
@@ -162,7 +163,7 @@ def fill(client: Any, rows: int, via_traces: bool) -> None:
 
 
 # A rollup's view: `CREATE MATERIALIZED VIEW ... TO <db>.<table> AS SELECT ... FROM <db>.llm_calls ...`.
-_ROLLUP_VIEW = re.compile(r"CREATE MATERIALIZED VIEW .*?\bTO (\S+)\s+AS (SELECT\s.*\bFROM \S+\.llm_calls\b.*)", re.S)
+_ROLLUP_VIEW = re.compile(r"CREATE MATERIALIZED VIEW .*?\bTO (\S+)\s+AS (SELECT\s.*\bFROM \S+\.llm_calls\b.*)", re.DOTALL)
 
 
 def backfill_rollups(client: Any) -> None:
@@ -185,9 +186,10 @@ def backfill_rollups(client: Any) -> None:
 
 def dashboard_queries() -> Iterator[tuple[str, str, Any]]:
     """(name, sql, variables) of every panel query of every Dashboard defined in thinkmeter.dashboards."""
-    from thinkmeter import dashboards
-    from thinkmeter.dashboards.model import CustomVariable, Dashboard, QueryVariable
     from thinkmeter.dashboards.macros import ALL, Variable
+    from thinkmeter.dashboards.model import CustomVariable, Dashboard, QueryVariable
+
+    from thinkmeter import dashboards
 
     found: dict[str, Dashboard] = {}
 
@@ -243,7 +245,11 @@ def time_query(client: Any, sql: str, repeat: int) -> tuple[float, float, int]:
 
 
 def run_queries(client: Any, repeat: int, only: str = "", ranges: tuple[str, ...] = tuple(RANGES_S)) -> None:
-    from thinkmeter.dashboards.macros import TimeRange, expand_alert_query, expand_panel_query
+    from thinkmeter.dashboards.macros import (
+        TimeRange,
+        expand_alert_query,
+        expand_panel_query,
+    )
 
     results = []
     for name, sql, variables in dashboard_queries():

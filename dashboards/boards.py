@@ -23,7 +23,6 @@ from thinkmeter.dashboards.sql import (
     CALLS_CAP_S,
     CALLS_WHERE,
     DAILY_BUCKET,
-    DAILY_WHERE,
     RAW_BUCKET,
     RAW_RANGE,
     RAW_WHERE,
@@ -32,6 +31,7 @@ from thinkmeter.dashboards.sql import (
     ROLLUP_WHERE,
     by_range,
     call_filters,
+    daily,
     trace_link,
     variable_query,
 )
@@ -79,6 +79,7 @@ _SHARES = """sum(spend_share_num) / nullIf(sum(spend_share_den), 0) AS reasoning
 _RAW_UNPRICED = "countIf(cost_usd IS NULL AND output_tokens IS NOT NULL)"
 _ROLLUP_UNPRICED = "sum(toUInt64(if(unknown_cost_calls > unknown_output_calls, unknown_cost_calls - unknown_output_calls, 0)))"
 _Q = "(0.5, 0.9, 0.95, 0.99)"  # the levels of the rollups' quantile states: [1] p50, [3] p95, [4] p99
+_EFFORT_TABLES = ("llm_calls_effort_daily", "llm_calls_effort_daily_by_level")
 
 
 # ------------------------------------------------------------------------------------------------ spend
@@ -189,9 +190,13 @@ def _top_spenders() -> Query:
     raw = f"""SELECT tenant, user, count() AS calls, sum(cost_usd) AS spend, sum(reasoning_cost_usd) AS reasoning_spend,
     sum(reasoning_tokens) AS reasoning, sumIf(output_tokens, reasoning_tokens IS NOT NULL) AS known_output
 FROM llm_calls WHERE {RAW_WHERE} GROUP BY tenant, user"""
-    rollup = f"""SELECT tenant, user, sum(calls) AS calls, sum(cost_usd) AS spend, sum(reasoning_cost_usd) AS reasoning_spend,
-    sum(reasoning_tokens) AS reasoning, sum(reasoning_known_output_tokens) AS known_output
-FROM llm_calls_users_daily WHERE {DAILY_WHERE} GROUP BY tenant, user"""
+    rollup = daily(
+        """SELECT tenant, user, sum(calls) AS calls, sum(cost_usd) AS spend, sum(reasoning_cost_usd) AS reasoning_spend,
+    sum(reasoning_tokens) AS reasoning, sum(reasoning_known_output_tokens) AS known_output""",
+        " GROUP BY tenant, user",
+        "llm_calls_users_daily",
+        "llm_calls_users_daily_by_user",
+    )
     outer = """tenant, user, sum(calls) AS calls, sum(spend) AS spend_usd, sum(reasoning_spend) AS reasoning_spend_usd,
     sum(reasoning) AS total_reasoning_tokens, sum(reasoning) / nullIf(sum(known_output), 0) AS reasoning_share_of_output"""
     return Query(
@@ -270,7 +275,7 @@ def spend_dashboard() -> Dashboard:
                 "Top spenders",
                 "table",
                 (_top_spenders(),),
-                description="Tenants and users by spend (reads llm_calls at every range: the rollup has no user).",
+                description="Tenants and users by spend. Ranges over 2 days read the daily per-user rollup, from the start of the first day.",
                 width=12,
                 overrides=(_unit("spend_usd", usd), _unit("reasoning_spend_usd", usd), _unit("reasoning_share_of_output", share)),
             ),
@@ -285,9 +290,11 @@ def _class_percentiles() -> Query:
     raw = f"""SELECT task_class, countIf(reasoning_tokens IS NOT NULL) AS known,
     quantilesTDigest{_Q}(reasoning_tokens) AS q, max(reasoning_tokens) AS top
 FROM llm_calls WHERE {RAW_WHERE} GROUP BY task_class"""
-    rollup = f"""SELECT task_class, sum(calls) - sum(unknown_reasoning_calls) AS known,
-    quantilesTDigestMerge{_Q}(reasoning_tokens_q) AS q, NULL AS top
-FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY task_class"""
+    rollup = daily(
+        f"""SELECT task_class, sum(calls) - sum(unknown_reasoning_calls) AS known,
+    quantilesTDigestMerge{_Q}(reasoning_tokens_q) AS q, NULL AS top""",
+        " GROUP BY task_class",
+    )
     outer = """if(task_class = '', '(none)', task_class) AS task_class, known AS calls_with_reasoning,
     round(q[1]) AS reasoning_p50, round(q[3]) AS reasoning_p95, round(q[4]) AS reasoning_p99, top AS reasoning_max"""
     return Query(
@@ -300,9 +307,9 @@ FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY task_class"""
 
 def _class_p95_over_time() -> Query:
     raw = f"SELECT {RAW_BUCKET} AS time, task_class, quantileTDigest(0.95)(reasoning_tokens) AS p95 FROM llm_calls WHERE {RAW_WHERE} AND reasoning_tokens IS NOT NULL GROUP BY time, task_class"
-    rollup = (
-        f"SELECT {DAILY_BUCKET} AS time, task_class, quantilesTDigestMerge{_Q}(reasoning_tokens_q)[3] AS p95 "
-        f"FROM llm_calls_daily WHERE {DAILY_WHERE} AND calls > unknown_reasoning_calls GROUP BY time, task_class"
+    rollup = daily(
+        f"SELECT {DAILY_BUCKET} AS time, task_class, quantilesTDigestMerge{_Q}(reasoning_tokens_q)[3] AS p95",
+        " AND calls > unknown_reasoning_calls GROUP BY time, task_class",
     )
     return Query(
         by_range(raw, rollup, "time, task_class, round(p95) AS reasoning_p95", "ORDER BY time"),
@@ -315,9 +322,9 @@ def _reasoning_heatmap() -> Query:
     # Buckets are powers of two; each bucket is named by its upper bound, as the heatmap reads it.
     raw = f"""SELECT {RAW_BUCKET} AS time, toUInt64(pow(2, ceil(log2(greatest(reasoning_tokens, 1))))) AS bucket, count() AS n
 FROM llm_calls WHERE {RAW_WHERE} AND reasoning_tokens IS NOT NULL GROUP BY time, bucket"""
+    per_day = daily(f"SELECT {DAILY_BUCKET} AS time, sumMap(reasoning_tokens_buckets) AS buckets", " GROUP BY time")
     rollup = f"""SELECT time, bucket, n FROM (
-    SELECT {DAILY_BUCKET} AS time, sumMap(reasoning_tokens_buckets) AS buckets
-    FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time
+{per_day}
 ) ARRAY JOIN mapKeys(buckets) AS bucket, mapValues(buckets) AS n"""
     return Query(
         by_range(raw, rollup, "time, toString(bucket) AS le, sum(n) AS calls", "GROUP BY time, bucket ORDER BY time, bucket"),
@@ -331,10 +338,13 @@ def _effort_vs_reasoning() -> Query:
     quantilesTDigest{_Q}(reasoning_tokens) AS reasoning_q, quantilesTDigest{_Q}(reasoning_tokens / thinking_budget_tokens) AS budget_q,
     countIf(has(finish_reasons, 'length')) AS stopped
 FROM llm_calls WHERE {RAW_WHERE} GROUP BY reasoning_level, thinking_budget_tokens"""
-    rollup = f"""SELECT reasoning_level, thinking_budget_tokens, sum(calls) AS calls,
+    rollup = daily(
+        f"""SELECT reasoning_level, thinking_budget_tokens, sum(calls) AS calls,
     quantilesTDigestMerge{_Q}(reasoning_tokens_q) AS reasoning_q, quantilesTDigestMerge{_Q}(budget_used_q) AS budget_q,
-    sum(stopped_by_length) AS stopped
-FROM llm_calls_effort_daily WHERE {DAILY_WHERE} GROUP BY reasoning_level, thinking_budget_tokens"""
+    sum(stopped_by_length) AS stopped""",
+        " GROUP BY reasoning_level, thinking_budget_tokens",
+        *_EFFORT_TABLES,
+    )
     outer = """if(reasoning_level = '', '(not set)', reasoning_level) AS effort,
     ifNull(toString(thinking_budget_tokens), '(none)') AS thinking_budget,
     calls, round(reasoning_q[1]) AS reasoning_p50, round(reasoning_q[3]) AS reasoning_p95,
@@ -350,8 +360,11 @@ FROM llm_calls_effort_daily WHERE {DAILY_WHERE} GROUP BY reasoning_level, thinki
 def _effort_over_time() -> Query:
     raw = f"""SELECT {RAW_BUCKET} AS time, reasoning_level, quantileTDigest(0.95)(reasoning_tokens) AS p95
 FROM llm_calls WHERE {RAW_WHERE} AND reasoning_tokens IS NOT NULL GROUP BY time, reasoning_level"""
-    rollup = f"""SELECT {DAILY_BUCKET} AS time, reasoning_level, quantilesTDigestMerge{_Q}(reasoning_tokens_q)[3] AS p95
-FROM llm_calls_effort_daily WHERE {DAILY_WHERE} AND calls > unknown_reasoning_calls GROUP BY time, reasoning_level"""
+    rollup = daily(
+        f"SELECT {DAILY_BUCKET} AS time, reasoning_level, quantilesTDigestMerge{_Q}(reasoning_tokens_q)[3] AS p95",
+        " AND calls > unknown_reasoning_calls GROUP BY time, reasoning_level",
+        *_EFFORT_TABLES,
+    )
     outer = "time, if(reasoning_level = '', '(not set)', reasoning_level) AS effort, round(p95) AS reasoning_p95"
     return Query(by_range(raw, rollup, outer, "ORDER BY time"), ("time", "effort", "reasoning_p95"), picks_rollup=True)
 
@@ -362,11 +375,13 @@ def _overthinking() -> Query:
     sum(reasoning_tokens) AS reasoning, sum(visible_output_tokens) AS visible,
     sum(reasoning_cost_usd) AS reasoning_spend, sumIf(cost_usd, reasoning_cost_usd IS NOT NULL) AS spend
 FROM llm_calls WHERE {RAW_WHERE} AND reasoning_tokens IS NOT NULL GROUP BY task_class, model"""
-    rollup = f"""SELECT task_class, model, sum(calls) - sum(unknown_reasoning_calls) AS calls,
+    rollup = daily(
+        f"""SELECT task_class, model, sum(calls) - sum(unknown_reasoning_calls) AS calls,
     quantilesTDigestMerge{_Q}(reasoning_tokens_q) AS reasoning_q, quantilesTDigestMerge{_Q}(visible_output_tokens_q) AS visible_q,
     sum(reasoning_tokens) AS reasoning, sum(reasoning_known_visible_tokens) AS visible,
-    sum(reasoning_cost_usd) AS reasoning_spend, sum(reasoning_cost_known_cost_usd) AS spend
-FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY task_class, model"""
+    sum(reasoning_cost_usd) AS reasoning_spend, sum(reasoning_cost_known_cost_usd) AS spend""",
+        " GROUP BY task_class, model",
+    )
     outer = """task_class, model, calls, round(reasoning_q[1]) AS reasoning_p50, round(visible_q[1]) AS visible_p50,
     reasoning / nullIf(visible, 0) AS reasoning_per_visible_token, reasoning_spend / nullIf(spend, 0) AS reasoning_share_of_spend"""
     return Query(
@@ -380,9 +395,11 @@ FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY task_class, model"""
 def _cost_tail() -> Query:
     raw = f"""SELECT task_class, countIf(cost_usd IS NOT NULL) AS priced, quantilesTDigest{_Q}(cost_usd) AS q
 FROM llm_calls WHERE {RAW_WHERE} GROUP BY task_class"""
-    rollup = f"""SELECT task_class, sum(calls) - sum(unknown_cost_calls) AS priced,
-    quantilesTDigestMerge{_Q}(cost_usd_q) AS q
-FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY task_class"""
+    rollup = daily(
+        f"""SELECT task_class, sum(calls) - sum(unknown_cost_calls) AS priced,
+    quantilesTDigestMerge{_Q}(cost_usd_q) AS q""",
+        " GROUP BY task_class",
+    )
     outer = """if(task_class = '', '(none)', task_class) AS task_class, priced AS priced_calls,
     q[1] AS cost_p50_usd, q[3] AS cost_p95_usd, q[4] AS cost_p99_usd, q[4] / nullIf(q[1], 0) AS p99_over_p50"""
     return Query(
@@ -395,9 +412,9 @@ FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY task_class"""
 
 def _cost_p99_over_time() -> Query:
     raw = f"SELECT {RAW_BUCKET} AS time, task_class, quantileTDigest(0.99)(cost_usd) AS p99 FROM llm_calls WHERE {RAW_WHERE} AND cost_usd IS NOT NULL GROUP BY time, task_class"
-    rollup = (
-        f"SELECT {DAILY_BUCKET} AS time, task_class, quantilesTDigestMerge{_Q}(cost_usd_q)[4] AS p99 "
-        f"FROM llm_calls_daily WHERE {DAILY_WHERE} AND calls > unknown_cost_calls GROUP BY time, task_class"
+    rollup = daily(
+        f"SELECT {DAILY_BUCKET} AS time, task_class, quantilesTDigestMerge{_Q}(cost_usd_q)[4] AS p99",
+        " AND calls > unknown_cost_calls GROUP BY time, task_class",
     )
     return Query(
         by_range(raw, rollup, "time, task_class, p99 AS cost_p99_usd", "ORDER BY time"),
@@ -411,7 +428,7 @@ def reasoning_dashboard() -> Dashboard:
     return Dashboard(
         uid="thinkmeter-reasoning",
         title="thinkmeter / Reasoning",
-        description="How many hidden reasoning tokens each kind of task takes, what was asked for, and where it overthinks.",
+        description="How many hidden reasoning tokens each kind of task takes, what was asked for, and where it overthinks. Ranges over 2 days read the daily rollups: percentiles and points per whole day.",
         variables=CALL_VARIABLE_LIST,
         items=(
             Panel(
@@ -474,10 +491,12 @@ def _latency_table() -> Query:
     quantilesTDigest{_Q}(time_to_first_token_s) AS ttft, quantilesTDigest{_Q}(time_to_first_visible_token_s) AS ttfvt,
     quantilesTDigest{_Q}(duration_s) AS total, quantilesTDigest{_Q}(time_to_first_visible_token_s - time_to_first_token_s) AS thinking
 FROM llm_calls WHERE {RAW_WHERE} AND stream = 1 GROUP BY model, task_class"""
-    rollup = f"""SELECT model, task_class, sum(streamed_calls) AS calls,
+    rollup = daily(
+        f"""SELECT model, task_class, sum(streamed_calls) AS calls,
     quantilesTDigestMerge{_Q}(ttft_s_q) AS ttft, quantilesTDigestMerge{_Q}(ttfvt_s_q) AS ttfvt,
-    quantilesTDigestMerge{_Q}(streamed_duration_s_q) AS total, quantilesTDigestMerge{_Q}(thinking_s_q) AS thinking
-FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY model, task_class"""
+    quantilesTDigestMerge{_Q}(streamed_duration_s_q) AS total, quantilesTDigestMerge{_Q}(thinking_s_q) AS thinking""",
+        " GROUP BY model, task_class",
+    )
     outer = """model, task_class, calls AS streamed_calls, ttft[1] AS ttft_p50_s, ttft[3] AS ttft_p95_s,
     ttfvt[1] AS ttfvt_p50_s, ttfvt[3] AS ttfvt_p95_s, total[3] AS total_p95_s, thinking[3] AS thinking_p95_s"""
     return Query(
@@ -492,9 +511,11 @@ def _first_tokens_over_time() -> Query:
     raw = f"""SELECT {RAW_BUCKET} AS time, model,
     quantileTDigest(0.95)(time_to_first_token_s) AS ttft, quantileTDigest(0.95)(time_to_first_visible_token_s) AS ttfvt
 FROM llm_calls WHERE {RAW_WHERE} AND stream = 1 GROUP BY time, model"""
-    rollup = f"""SELECT {DAILY_BUCKET} AS time, model,
-    quantilesTDigestMerge{_Q}(ttft_s_q)[3] AS ttft, quantilesTDigestMerge{_Q}(ttfvt_s_q)[3] AS ttfvt
-FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time, model"""
+    rollup = daily(
+        f"""SELECT {DAILY_BUCKET} AS time, model,
+    quantilesTDigestMerge{_Q}(ttft_s_q)[3] AS ttft, quantilesTDigestMerge{_Q}(ttfvt_s_q)[3] AS ttfvt""",
+        " GROUP BY time, model",
+    )
     return Query(
         by_range(raw, rollup, "time, model, ttft AS ttft_p95_s, ttfvt AS ttfvt_p95_s", "WHERE ttfvt > 0 ORDER BY time"),
         ("time", "model", "ttft_p95_s", "ttfvt_p95_s"),
@@ -505,8 +526,10 @@ FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time, model"""
 def _ttfvt_by_class() -> Query:
     raw = f"""SELECT {RAW_BUCKET} AS time, task_class, quantileTDigest(0.95)(time_to_first_visible_token_s) AS ttfvt
 FROM llm_calls WHERE {RAW_WHERE} AND time_to_first_visible_token_s IS NOT NULL GROUP BY time, task_class"""
-    rollup = f"""SELECT {DAILY_BUCKET} AS time, task_class, quantilesTDigestMerge{_Q}(ttfvt_s_q)[3] AS ttfvt
-FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time, task_class"""
+    rollup = daily(
+        f"""SELECT {DAILY_BUCKET} AS time, task_class, quantilesTDigestMerge{_Q}(ttfvt_s_q)[3] AS ttfvt""",
+        " GROUP BY time, task_class",
+    )
     return Query(
         by_range(raw, rollup, "time, task_class, ttfvt AS ttfvt_p95_s", "WHERE ttfvt > 0 ORDER BY time"),
         ("time", "task_class", "ttfvt_p95_s"),
@@ -516,9 +539,9 @@ FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time, task_class"""
 
 def _total_by_model() -> Query:
     raw = f"SELECT {RAW_BUCKET} AS time, model, quantileTDigest(0.95)(duration_s) AS p95 FROM llm_calls WHERE {RAW_WHERE} GROUP BY time, model"
-    rollup = (
-        f"SELECT {DAILY_BUCKET} AS time, model, quantilesTDigestMerge{_Q}(duration_s_q)[3] AS p95 "
-        f"FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time, model"
+    rollup = daily(
+        f"SELECT {DAILY_BUCKET} AS time, model, quantilesTDigestMerge{_Q}(duration_s_q)[3] AS p95",
+        " GROUP BY time, model",
     )
     return Query(by_range(raw, rollup, "time, model, p95 AS total_p95_s", "ORDER BY time"), ("time", "model", "total_p95_s"), picks_rollup=True)
 
@@ -527,8 +550,10 @@ def _thinking_time() -> Query:
     raw = f"""SELECT {RAW_BUCKET} AS time, task_class, quantilesTDigest{_Q}(time_to_first_visible_token_s - time_to_first_token_s) AS q
 FROM llm_calls WHERE {RAW_WHERE} AND time_to_first_token_s IS NOT NULL AND time_to_first_visible_token_s IS NOT NULL
 GROUP BY time, task_class"""
-    rollup = f"""SELECT {DAILY_BUCKET} AS time, task_class, quantilesTDigestMerge{_Q}(thinking_s_q) AS q
-FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time, task_class"""
+    rollup = daily(
+        f"""SELECT {DAILY_BUCKET} AS time, task_class, quantilesTDigestMerge{_Q}(thinking_s_q) AS q""",
+        " GROUP BY time, task_class",
+    )
     return Query(
         by_range(raw, rollup, "time, task_class, q[1] AS thinking_p50_s, q[3] AS thinking_p95_s", "WHERE NOT isNaN(q[3]) ORDER BY time"),
         ("time", "task_class", "thinking_p50_s", "thinking_p95_s"),
@@ -541,9 +566,11 @@ def _tokens_per_second() -> Query:
     quantileTDigest(0.5)(1 / time_per_output_token_s) AS decode, quantileTDigest(0.5)(output_tokens / duration_s) AS end_to_end
 FROM llm_calls WHERE {RAW_WHERE} AND time_per_output_token_s > 0 AND duration_s > 0
 GROUP BY time, model"""
-    rollup = f"""SELECT {DAILY_BUCKET} AS time, model,
-    quantilesTDigestMerge{_Q}(decode_tokens_per_s_q)[1] AS decode, quantilesTDigestMerge{_Q}(end_to_end_tokens_per_s_q)[1] AS end_to_end
-FROM llm_calls_daily WHERE {DAILY_WHERE} GROUP BY time, model"""
+    rollup = daily(
+        f"""SELECT {DAILY_BUCKET} AS time, model,
+    quantilesTDigestMerge{_Q}(decode_tokens_per_s_q)[1] AS decode, quantilesTDigestMerge{_Q}(end_to_end_tokens_per_s_q)[1] AS end_to_end""",
+        " GROUP BY time, model",
+    )
     return Query(
         by_range(raw, rollup, "time, model, decode AS decode_tokens_per_s, end_to_end AS end_to_end_tokens_per_s",
                  "WHERE NOT isNaN(decode) ORDER BY time"),
@@ -558,6 +585,7 @@ def latency_dashboard(settings: AlertSettings) -> Dashboard:
         uid="thinkmeter-latency",
         title="thinkmeter / Latency",
         description="Time to first token vs time to first visible token (hidden reasoning sits in between) vs total. "
+        "Ranges over 2 days read the daily rollup: percentiles and points per whole day. "
         f"The red line is the time-to-first-visible SLO of the alert rules ({settings.ttfvt_slo_s:g} s).",
         variables=CALL_VARIABLE_LIST,
         items=(
@@ -722,11 +750,11 @@ def engines_dashboard(settings: AlertSettings) -> Dashboard:
 
 _K = "greatest(toFloat64OrZero(${k:singlequote}), 1)"
 # The p95 of each task class over every call of the class in the range (no call filters): from
-# llm_calls up to 2 days, from llm_calls_daily beyond. A call is an outlier above k x its class p95.
+# llm_calls up to 2 days, from llm_calls_daily_by_class beyond. A call is an outlier above k x its class p95.
 _CLASS_P95_RAW = """SELECT task_class, quantileTDigest(0.95)(reasoning_tokens) AS p95
     FROM llm_calls WHERE $__timeFilter(Timestamp) AND {raw_range} AND reasoning_tokens IS NOT NULL GROUP BY task_class"""
 _CLASS_P95_DAILY = """SELECT task_class, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(reasoning_tokens_q)[3] AS p95
-    FROM llm_calls_daily WHERE day >= toStartOfDay($__fromTime) AND day <= $__toTime AND {rollup_range}
+    FROM llm_calls_daily_by_class WHERE day >= toStartOfDay($__fromTime) AND day <= $__toTime AND {rollup_range}
       AND calls > unknown_reasoning_calls GROUP BY task_class"""
 _CLASS_P95 = f"""WITH class_p95 AS (
     {_CLASS_P95_RAW.format(raw_range=RAW_RANGE)}
@@ -759,7 +787,7 @@ def _outliers_over_time() -> Query:
     sql = f"""{_CLASS_P95}
 SELECT $__timeInterval(c.Timestamp) AS time, c.task_class AS task_class, count() AS outlier_calls
 FROM llm_calls AS c INNER JOIN class_p95 AS p ON c.task_class = p.task_class
-{_OUTLIER_WHERE}
+{_OUTLIER_WHERE} AND c.Timestamp >= {_CAP}
 GROUP BY time, task_class ORDER BY time"""
     return Query(sql, ("time", "task_class", "outlier_calls"))
 
@@ -794,16 +822,18 @@ def outliers_dashboard() -> Dashboard:
                 "Calls above k x p95 reasoning tokens of their class",
                 "table",
                 (_outlier_calls(),),
-                description="The class p95 is taken over every call of the class in the range; click a trace id to open the trace.",
+                description="The class p95 is taken over every call of the class in the range (whole days beyond 2 days); the table lists the outliers of the last 24 h of the range at most. Click a trace id to open the trace.",
                 width=24,
                 height=10,
                 overrides=(link, *(_unit(field, "currencyUSD") for field in usd), _unit("duration_s", "s")),
             ),
-            Panel("Outliers per task class", "timeseries", (_outliers_over_time(),), unit="short", stacked=True, width=12),
+            Panel("Outliers per task class", "timeseries", (_outliers_over_time(),), unit="short", stacked=True, width=12,
+                  description="Outliers of the last 24 h of the range at most, per interval."),
             Panel(
                 "Most expensive calls",
                 "table",
                 (_costliest_calls(),),
+                description="The 50 most expensive calls of the last 24 h of the range at most.",
                 width=12,
                 overrides=(link, *(_unit(field, "currencyUSD") for field in usd), _unit("duration_s", "s")),
             ),

@@ -5,10 +5,11 @@ UNION ALL: the llm_calls branch is active while the dashboard range is at most R
 rollup branch beyond. The inactive branch has a constant-false WHERE (`$__toTime - $__fromTime` is a
 constant once the macros are expanded), so ClickHouse reads nothing for it.
 Sums read llm_calls_hourly: its branch starts at the hour the range starts in and never buckets finer
-than an hour. Percentiles read the daily rollups (llm_calls_daily; llm_calls_effort_daily and
-llm_calls_users_daily for effort and users), because merging the hourly t-digest states of 30 days is
-too slow: their branch starts at the day the range starts in and buckets by whole days.
-Panels that list single calls read llm_calls at any range, over at most the last CALLS_CAP_S of it.
+than an hour. Percentiles read the daily rollups (llm_calls_daily, or llm_calls_daily_by_class while no call
+variable filters; llm_calls_effort_daily(_by_level) for effort, llm_calls_users_daily(_by_user) for users), because
+merging the hourly t-digest states of 30 days is too slow: their branch starts at the day the range
+starts in and buckets by whole days.
+Panels of single calls (outliers, most expensive) read llm_calls at any range, over at most its last CALLS_CAP_S.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ ROLLUP_WHERE = f"hour >= toStartOfHour($__fromTime) AND hour <= $__toTime AND {R
 CALLS_WHERE = f"$__timeFilter(Timestamp) AND {call_filters()}"  # llm_calls at any range
 RAW_BUCKET = "$__timeInterval(Timestamp)"
 ROLLUP_BUCKET = "toStartOfInterval(hour, INTERVAL greatest($__interval_s, 3600) second)"
-DAILY_WHERE = f"day >= toStartOfDay($__fromTime) AND day <= $__toTime AND {ROLLUP_RANGE} AND {call_filters()}"
+DAILY_RANGE = f"day >= toStartOfDay($__fromTime) AND day <= $__toTime AND {ROLLUP_RANGE}"
+DAILY_WHERE = f"{DAILY_RANGE} AND {call_filters()}"
+# True (1=1 AND ...) while every call variable is "All", else false (0 AND ...): `$__conditionalAll`
+# becomes 1=1 for "All" and its condition, 0, otherwise.
+NO_CALL_FILTER = " AND ".join(f"$__conditionalAll(0, ${name})" for name, _, _ in CALL_VARIABLES)
 DAILY_BUCKET = "toStartOfInterval(day, INTERVAL greatest($__interval_s, 86400) second)"
 # Tables of single calls list the last day of the range at most: scanning 30 days of calls for a top 50
 # takes seconds on a store of 10M calls.
@@ -56,6 +61,16 @@ def by_range(raw: str, rollup: str, outer: str = "*", tail: str = "") -> str:
     numerators and denominators, so ratios are taken once) and `tail` adds GROUP BY / ORDER BY / LIMIT.
     """
     return f"SELECT {outer}\nFROM (\n{raw}\nUNION ALL\n{rollup}\n)\n{tail}".rstrip()
+
+
+def daily(select: str, rest: str = "", table: str = "llm_calls_daily", unfiltered: str = "llm_calls_daily_by_class") -> str:
+    """`select` over the days of a long range, then `rest` (more conditions, GROUP BY): from `unfiltered`
+    (the same rollup without the call dimensions, so far fewer states to merge) while no call variable
+    filters, from `table` otherwise. `select` may use only the columns both tables have."""
+    return (
+        f"{select}\nFROM {table} WHERE {DAILY_WHERE} AND NOT ({NO_CALL_FILTER}){rest}\nUNION ALL\n"
+        f"{select}\nFROM {unfiltered} WHERE {DAILY_RANGE} AND {NO_CALL_FILTER}{rest}"
+    )
 
 
 def variable_query(column: str) -> str:

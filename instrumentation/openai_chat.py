@@ -126,14 +126,17 @@ class ChatStreamAccumulator:
                 if reasoning:
                     self.reasoning_chars += len(reasoning)
                 content = delta.content
-                if content or delta.refusal or delta.tool_calls:
-                    self.visible_chars += len(content) if content else answer_chars(delta)
+                if content:
+                    self.visible_chars += len(content)
                     if call.first_visible is None:
                         mark_tokens(call, now, visible=True)
                     else:
                         call.last_token = now
-                    if content and self.answers is not None:
+                    if self.answers is not None:
                         self.answers.add(choice.index, content)
+                elif delta.refusal or delta.tool_calls:
+                    self.visible_chars += answer_chars(delta)
+                    mark_tokens(call, now, visible=True)
                 elif reasoning:
                     mark_tokens(call, now, visible=False)
             reason = choice.finish_reason

@@ -36,7 +36,7 @@ from thinkmeter.spool import (
     pending_batches,
     write_batch,
 )
-from thinkmeter.store import StoreBusy, embedded_store, ensure_schema, open_client, store_database, store_label
+from thinkmeter.store import KeptStore, StoreBusy, ensure_schema, open_client, store_database, store_label
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +75,34 @@ def _json_array(value: Sequence[Any]) -> str:
     return "[" + ",".join(_json_element(item) for item in value) + "]"
 
 
+_STRING_TUPLES: dict[tuple[str, ...], str] = {}
+_STRING_TUPLES_MAX = 4096
+
+
+def _json_tuple(value: tuple[Any, ...]) -> str:
+    """Tuples of strings (finish reasons) repeat from span to span: encode each one once. Only strings:
+    (1,) == (True,) == (1.0,) as keys, but they encode differently."""
+    try:
+        encoded = _STRING_TUPLES.get(value)
+    except TypeError:  # an unhashable item
+        return _json_array(value)
+    if encoded is not None:
+        return encoded
+    encoded = _json_array(value)
+    if all(type(item) is str for item in value):
+        if len(_STRING_TUPLES) >= _STRING_TUPLES_MAX:
+            _STRING_TUPLES.clear()
+        _STRING_TUPLES[value] = encoded
+    return encoded
+
+
 # Exact types first (one dict lookup per value on the export path); subclasses fall back below.
 _ENCODERS: dict[type, Callable[[Any], str]] = {
     str: str,
     bool: lambda value: "true" if value else "false",
     int: int.__repr__,
     float: _format_double,
-    tuple: _json_array,
+    tuple: _json_tuple,
     list: _json_array,
 }
 
@@ -107,15 +128,19 @@ def attribute_value(value: Any) -> str:
 def encode_attributes(attributes: Mapping[str, Any] | None) -> dict[str, str]:
     if not attributes:
         return {}
+    out = dict(attributes)  # a C-level copy when given a dict; most values are str and stay as they are
     encoders = _ENCODERS
-    out = {}
-    for key, value in attributes.items():
-        if type(value) is str:
-            out[key] = value
-        else:
-            encode = encoders.get(type(value))
-            out[key] = encode(value) if encode is not None else attribute_value(value)
+    for key, value in out.items():
+        if type(value) is not str:
+            out[key] = encoders.get(type(value), attribute_value)(value)  # same keys: safe while iterating
     return out
+
+
+def _span_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
+    """The span's attributes as a plain dict where the SDK keeps one (its BoundedAttributes._dict): the
+    public mappingproxy is iterated in Python, which cost ~6 us of the export thread per span."""
+    plain = getattr(getattr(span, "_attributes", None), "_dict", None)
+    return plain if type(plain) is dict else span.attributes
 
 
 # -------------------------------------------------------------------------------------- span -> columns
@@ -132,6 +157,8 @@ def spans_to_columns(spans: Iterable[ReadableSpan]) -> dict[str, list[Any]]:
     resource = None
     resource_attributes: dict[str, str] = {}
     service = ""
+    scope = None
+    scope_fields = ("", "")
     kinds: dict[Any, str] = {}
     codes: dict[Any, str] = {}
     for span in spans:
@@ -139,9 +166,11 @@ def spans_to_columns(spans: Iterable[ReadableSpan]) -> dict[str, list[Any]]:
             resource = span.resource
             resource_attributes = encode_attributes(resource.attributes if resource else None)
             service = resource_attributes.get("service.name", "")
+        if span.instrumentation_scope is not scope:  # and one tracer
+            scope = span.instrumentation_scope
+            scope_fields = (scope.name, scope.version or "") if scope else ("", "")
         context = span.context
         start = span.start_time or 0
-        scope = span.instrumentation_scope
         status = span.status
         parent = span.parent
         state = context.trace_state
@@ -156,21 +185,32 @@ def spans_to_columns(spans: Iterable[ReadableSpan]) -> dict[str, list[Any]]:
         span_kind(kinds.get(kind) or kinds.setdefault(kind, f"SPAN_KIND_{kind.name}"))
         service_name(service)
         resource_attrs(resource_attributes)
-        scope_name(scope.name if scope else "")
-        scope_version((scope.version or "") if scope else "")
-        span_attrs(encode_attributes(span.attributes))
+        scope_name(scope_fields[0])
+        scope_version(scope_fields[1])
+        span_attrs(encode_attributes(_span_attributes(span)))
         duration(max(0, (span.end_time or start) - start))
         status_code(codes.get(code) or codes.setdefault(code, f"STATUS_CODE_{code.name}"))
         status_message(status.description or "")
         events = span.events
-        event_times([event.timestamp for event in events])
-        event_names([event.name for event in events])
-        event_attrs([encode_attributes(event.attributes) for event in events])
+        if events:
+            event_times([event.timestamp for event in events])
+            event_names([event.name for event in events])
+            event_attrs([encode_attributes(event.attributes) for event in events])
+        else:
+            event_times([])
+            event_names([])
+            event_attrs([])
         links = span.links
-        link_trace_ids([format(link.context.trace_id, "032x") for link in links])
-        link_span_ids([format(link.context.span_id, "016x") for link in links])
-        link_states([link.context.trace_state.to_header() if link.context.trace_state else "" for link in links])
-        link_attrs([encode_attributes(link.attributes) for link in links])
+        if links:
+            link_trace_ids([format(link.context.trace_id, "032x") for link in links])
+            link_span_ids([format(link.context.span_id, "016x") for link in links])
+            link_states([link.context.trace_state.to_header() if link.context.trace_state else "" for link in links])
+            link_attrs([encode_attributes(link.attributes) for link in links])
+        else:
+            link_trace_ids([])
+            link_span_ids([])
+            link_states([])
+            link_attrs([])
     return columns
 
 
@@ -181,18 +221,20 @@ class _EmbeddedSink:
     """Insert straight into the store when no other process holds it, else spool the batch; ingest the
     spool whenever this process can get the store.
 
-    The direct insert skips the spool's JSON round trip, whose json.dumps / json.loads of a whole batch
-    hold the GIL (and so stall the application's threads) for 100+ ms per 2,000 spans.
+    The store stays open between batches (KeptStore) until another process waits for it: each chDB
+    session start costs native memory that is never returned. The direct insert skips the spool's JSON
+    round trip, whose json.dumps / json.loads of a whole batch hold the GIL (and so stall the
+    application's threads) for 100+ ms per 2,000 spans.
     """
 
     def __init__(self, settings: Settings):
         self._settings = settings
+        self._store = KeptStore(settings)
 
     def put(self, columns: dict[str, list[Any]]) -> None:
         batch_id = new_batch_id()
         try:
-            with embedded_store(self._settings, 0.0) as client:
-                ensure_schema(client, self._settings)
+            with self._store.session(0.0) as client:
                 insert_batch(client, batch_id, columns)
             return
         except StoreBusy:
@@ -208,12 +250,14 @@ class _EmbeddedSink:
         if not pending_batches(self._settings.spool_dir):
             return True
         try:
-            with embedded_store(self._settings, lock_timeout_s) as client:
-                ensure_schema(client, self._settings)
+            with self._store.session(lock_timeout_s) as client:
                 ingest_spool(client, self._settings.spool_dir)
         except StoreBusy:
             return False  # spooled batches are safe; whoever gets the store next ingests them
         return not pending_batches(self._settings.spool_dir)
+
+    def close(self) -> None:
+        self._store.close()
 
 
 class _ServerSink:
@@ -439,8 +483,7 @@ class ClickHouseSpanProcessor(SpanProcessor):
         self._stopping = True
         self._wake.set()
         self._worker.join(_SHUTDOWN_JOIN_S)
-        if isinstance(self._sink, _ServerSink):
-            self._sink.close()
+        self._sink.close()
 
 
 def _restart_in_child(processor: ClickHouseSpanProcessor | None) -> None:

@@ -246,9 +246,15 @@ class _StoreLock:
             if self._keepers == 0 and self._holders == 0:
                 self._let_go()
 
+    def let_go_before_fork(self) -> None:
+        # A chDB engine open across fork() leaves the child a copy without its threads, in which any
+        # query (and opening the store again) hangs: close a kept, unused store first.
+        with self._mutex:
+            if self._holders == 0:
+                self._let_go()
+
     def forget_after_fork(self) -> None:
-        # A forked child shares the parent's open file description and engine: it must not think it
-        # holds either (the parent's chDB session is not usable in the child; it is dropped, not closed).
+        # A forked child shares the parent's open file description: it must not think it holds the lock.
         self._mutex = threading.Lock()
         self._holders = 0
         self._kept_client = None
@@ -271,7 +277,7 @@ class _StoreLock:
             self._fd = None
 
     def _watch(self) -> None:
-        if self._watcher is None or not self._watcher.is_alive():
+        if self._watcher is None:
             self._watcher = threading.Thread(target=self._watch_waiters, name="thinkmeter-store-keeper", daemon=True)
             self._watcher.start()
 
@@ -279,10 +285,10 @@ class _StoreLock:
         while True:
             time.sleep(_WAITER_POLL_S)
             with self._mutex:
-                if self._fd is None:
-                    return
-                if self._holders == 0 and (self._keepers == 0 or self._others_waiting()):
+                if self._fd is not None and self._holders == 0 and (self._keepers == 0 or self._others_waiting()):
                     self._let_go()
+                if self._fd is None:
+                    self._watcher = None  # under the mutex: the next hold starts a new watcher
                     return
 
     def _others_waiting(self) -> bool:
@@ -332,6 +338,11 @@ def _lock_for(settings: Settings) -> _StoreLock:
         return lock
 
 
+def _let_go_before_fork() -> None:
+    for lock in list(_locks.values()):
+        lock.let_go_before_fork()
+
+
 def _forget_locks_after_fork() -> None:
     global _locks_mutex
     _locks_mutex = threading.Lock()
@@ -339,7 +350,7 @@ def _forget_locks_after_fork() -> None:
         lock.forget_after_fork()
 
 
-os.register_at_fork(after_in_child=_forget_locks_after_fork)
+os.register_at_fork(before=_let_go_before_fork, after_in_child=_forget_locks_after_fork)
 
 
 # ------------------------------------------------------------------------------------------------ sessions

@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS {{database}}.llm_calls {{on_cluster}}(
 ) ENGINE = {{engine:MergeTree}}
 PARTITION BY toYYYYMM(Timestamp)
 -- No bare Timestamp in the key: with it, ClickHouse matches time filters on Timestamp to that last key
--- column and reads every granule; without it, they go through toStartOfHour(Timestamp) and read the hours asked for.
+-- column and reads every granule. Without it, they go through toStartOfHour(Timestamp) and read the hours asked for.
 ORDER BY (toStartOfHour(Timestamp), ServiceName, model, task_class)
 {{ttl:toDateTime(Timestamp)}}
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, {{dedup_window}};
