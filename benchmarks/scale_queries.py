@@ -20,8 +20,9 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from thinkmeter.schemas.ddl import render
 
@@ -267,17 +268,18 @@ def run_queries(client: Any, repeat: int, only: str = "", ranges: tuple[str, ...
     if not results:
         print("no dashboard or alert queries found")
         return
-    print(f"\n{'query':<72}{'p50 ms':>9}{'p95 ms':>9}{'rows':>7}")
+    width = max(len(name) for name, _ in results) + 1
+    print(f"\n{'query':<{width}}{'p50 ms':>9}{'p95 ms':>9}{'rows':>7}")
     slow = failed = 0
     for name, sql in results:
         try:
             p50, p95, rows = time_query(client, sql, repeat)
         except Exception as exc:  # a query that fails is reported, the rest still run
             failed += 1
-            print(f"{name[:71]:<72}  FAILED: {str(exc).splitlines()[0][:120]}")
+            print(f"{name:<{width}}  FAILED: {str(exc).splitlines()[0][:120]}")
             continue
         slow += p95 > 200
-        print(f"{name[:71]:<72}{p50:>9.1f}{p95:>9.1f}{rows:>7}{'  > 200 ms' if p95 > 200 else ''}")
+        print(f"{name:<{width}}{p50:>9.1f}{p95:>9.1f}{rows:>7}{'  > 200 ms' if p95 > 200 else ''}")
     print(f"\n{len(results)} queries, {slow} with p95 > 200 ms (target: none), {failed} failed")
 
 
