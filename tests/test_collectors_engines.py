@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.engine_servers import (
+    VLLM_TTFT_BUCKETS,
     EngineServer,
     llamacpp_metrics,
     llamacpp_slots,
@@ -72,30 +73,7 @@ def test_vllm_current_names(server: EngineServer) -> None:
     ttft_counts[9] = 1  # 0.3 falls in (0.25, 0.5]
     ttft_counts[12] = 1  # 1.7 falls in (1.0, 2.5]
     assert second.time_to_first_token == HistogramDelta(
-        bounds=(
-            0.001,
-            0.005,
-            0.01,
-            0.02,
-            0.04,
-            0.06,
-            0.08,
-            0.1,
-            0.25,
-            0.5,
-            0.75,
-            1.0,
-            2.5,
-            5.0,
-            7.5,
-            10.0,
-            20.0,
-            40.0,
-            80.0,
-            160.0,
-            640.0,
-            2560.0,
-        ),
+        bounds=VLLM_TTFT_BUCKETS,
         bucket_counts=tuple(ttft_counts),
         count=2,
         sum=pytest.approx(2.0),

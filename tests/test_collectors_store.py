@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from tests.engine_servers import EngineServer, vllm_metrics
+from tests.engine_servers import VLLM_ITL_BUCKETS, VLLM_TTFT_BUCKETS, EngineServer, vllm_metrics
 from tests.nvml_stand_in import StandInGpu, stand_in_nvml
 from thinkmeter.collectors import metrics
 from thinkmeter.collectors.engines import EngineScraper
@@ -120,51 +120,8 @@ def test_engine_metrics_are_stored_as_the_collector_exporter_stores_them(
     ]
     assert rate * (t2 - t1) / 1e9 == pytest.approx(600, rel=0.01)
     assert sums == [("thinkmeter.engine.preemptions", "{preemption}", series, t1, t2, 2.0, 1, True)]
-    ttft_bounds = [
-        0.001,
-        0.005,
-        0.01,
-        0.02,
-        0.04,
-        0.06,
-        0.08,
-        0.1,
-        0.25,
-        0.5,
-        0.75,
-        1.0,
-        2.5,
-        5.0,
-        7.5,
-        10.0,
-        20.0,
-        40.0,
-        80.0,
-        160.0,
-        640.0,
-        2560.0,
-    ]
-    itl_bounds = [
-        0.01,
-        0.025,
-        0.05,
-        0.075,
-        0.1,
-        0.15,
-        0.2,
-        0.3,
-        0.4,
-        0.5,
-        0.75,
-        1.0,
-        2.5,
-        5.0,
-        7.5,
-        10.0,
-        20.0,
-        40.0,
-        80.0,
-    ]
+    ttft_bounds = list(VLLM_TTFT_BUCKETS)
+    itl_bounds = list(VLLM_ITL_BUCKETS)
     (itl, ttft) = histograms
     assert ttft[:6] == ("thinkmeter.engine.time_to_first_token", "s", series, t1, t2, 1)
     assert ttft[6] == pytest.approx(0.3)

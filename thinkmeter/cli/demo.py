@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--calls", type=int, default=2000, help="number of LLM calls (default 2000)")
     parser.add_argument("--concurrency", type=int, default=16, help="calls in flight at once (default 16)")
     parser.add_argument(
-        "--time-scale", type=float, default=0.01, help="simulated seconds -> wall seconds (default 0.01: 30 s of thinking plays in 0.3 s)"
+        "--time-scale", type=float, default=0.005, help="simulated seconds -> wall seconds (default 0.005: 60 s of thinking plays in 0.3 s)"
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.set_defaults(func=run)
