@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,25 @@ def test_forked_child_gets_its_own_empty_exporter(traced: TracedFactory) -> None
 
     assert os.waitstatus_to_exitcode(status) == 0
     assert processor.pending_spans == 1  # the parent's span is still the parent's to export
+
+
+def test_forked_child_of_a_store_user_spools_instead_of_hanging(
+    traced: TracedFactory, store: Client, store_settings: Settings, service_name: str
+) -> None:
+    """chDB's engine hangs a process forked after it started (this test process has it running): the
+    child must spool its spans, quickly, for the parent to ingest."""
+    provider, processor = traced()
+    pid = os.fork()
+    if pid == 0:  # child: report through the exit status only, and leave without running any cleanup
+        with provider.get_tracer("tests.fork").start_as_current_span("chat forked-child"):
+            pass
+        started = time.monotonic()
+        processor.force_flush(5_000)  # False: the span waits in the spool, not in the store
+        os._exit(0 if time.monotonic() - started < 1.0 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child waited for a store it cannot open"
+
+    ingest_spool(store, store_settings.spool_dir)
+    assert _rows(store, "SELECT SpanName FROM otel_traces WHERE ServiceName = {service:String}", service_name) == [
+        {"SpanName": "chat forked-child"}
+    ]

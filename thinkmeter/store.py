@@ -38,6 +38,21 @@ class StoreBusy(TimeoutError):
     """Another process holds the embedded store for longer than we were willing to wait."""
 
 
+class StoreNotInForkedChild(StoreBusy):
+    """chDB's engine, once started, hangs any process forked from it that opens a store: such a child
+    (a pre-fork server's worker, a multiprocessing fork) leaves its spans in the spool, for the parent
+    or any other process that opens the store to ingest."""
+
+
+# Set once this process starts chDB's engine; a child forked after that never opens the store.
+_engine_started = False
+_engine_inherited = False
+FORKED_CHILD_MESSAGE = (
+    "this process was forked from one that had the embedded store open, and chDB cannot start again in it; "
+    "its spans wait in the spool for another process that opens the store (e.g. `thinkmeter report`)"
+)
+
+
 # ---------------------------------------------------------------------------------------------- clients
 
 
@@ -65,7 +80,11 @@ def open_client(settings: Settings) -> Client:
     """A client on the configured store. For the embedded store use store_session (it takes the lock)."""
     if settings.clickhouse_url:
         return clickhouse_connect.get_client(**server_client_args(settings.clickhouse_url))
+    global _engine_started
+    if _engine_inherited:
+        raise StoreNotInForkedChild(FORKED_CHILD_MESSAGE)
     settings.chdb_dir.mkdir(parents=True, exist_ok=True)
+    _engine_started = True
     try:
         return clickhouse_connect.get_client(interface="chdb", path=str(settings.chdb_dir))
     except ImportError as exc:
@@ -194,6 +213,8 @@ class _StoreLock:
         self._watcher: threading.Thread | None = None
 
     def acquire(self, timeout_s: float) -> None:
+        if _engine_inherited:
+            raise StoreNotInForkedChild(FORKED_CHILD_MESSAGE)
         deadline = time.monotonic() + max(0.0, timeout_s)
         waiting_fd: int | None = None
         try:
@@ -246,15 +267,9 @@ class _StoreLock:
             if self._keepers == 0 and self._holders == 0:
                 self._let_go()
 
-    def let_go_before_fork(self) -> None:
-        # A chDB engine open across fork() leaves the child a copy without its threads, in which any
-        # query (and opening the store again) hangs: close a kept, unused store first.
-        with self._mutex:
-            if self._holders == 0:
-                self._let_go()
-
     def forget_after_fork(self) -> None:
         # A forked child shares the parent's open file description: it must not think it holds the lock.
+        # The parent's chDB session is the parent's: dropped here, never closed by the child.
         self._mutex = threading.Lock()
         self._holders = 0
         self._kept_client = None
@@ -338,19 +353,15 @@ def _lock_for(settings: Settings) -> _StoreLock:
         return lock
 
 
-def _let_go_before_fork() -> None:
-    for lock in list(_locks.values()):
-        lock.let_go_before_fork()
-
-
 def _forget_locks_after_fork() -> None:
-    global _locks_mutex
+    global _locks_mutex, _engine_inherited
+    _engine_inherited = _engine_started
     _locks_mutex = threading.Lock()
     for lock in _locks.values():
         lock.forget_after_fork()
 
 
-os.register_at_fork(before=_let_go_before_fork, after_in_child=_forget_locks_after_fork)
+os.register_at_fork(after_in_child=_forget_locks_after_fork)
 
 
 # ------------------------------------------------------------------------------------------------ sessions
