@@ -1,5 +1,6 @@
 """`thinkmeter demo`, `report` and `outliers` end to end, as a user runs them: a separate process with
-its own embedded store, the simulator in a process of its own, the real openai SDK in between."""
+its own embedded store, the simulators in processes of their own, the real openai, anthropic, google-genai
+and ollama SDKs in between."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+
+from thinkmeter.demo import PROVIDERS
 
 
 def _thinkmeter(data_dir, *args: str) -> subprocess.CompletedProcess:
@@ -20,11 +23,17 @@ def test_demo_stores_what_the_simulator_sent(tmp_path):
     demo = _thinkmeter(tmp_path, "demo", "--calls", "150", "--time-scale", "0.002")
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "(tokens, cost): all match" in demo.stdout
-    assert "By task class" in demo.stdout
+    assert "By task class" in demo.stdout and "By provider" in demo.stdout
+    for provider in PROVIDERS:  # every provider of the fleet served calls, and each one's figures match
+        assert f"    {provider.name}: " in demo.stdout, demo.stdout
+    provider_lines = [line for line in demo.stdout.splitlines() if line.startswith("    ") and " calls, " in line]
+    assert len(provider_lines) == len(PROVIDERS) and all(line.endswith(": all match") for line in provider_lines)
+    assert "    ollama: " in next(line for line in provider_lines if "reasoning estimated" in line)
 
     report = json.loads(_thinkmeter(tmp_path, "report", "--format", "json").stdout)
     totals = report["totals"]
-    assert totals["calls"] == 150
+    assert totals["calls"] == 150  # one row per call: no SDK's own spans counted twice
+    assert {row["provider"] for row in report["by"]["provider"]} == {provider.name for provider in PROVIDERS}
     # Reasoning is a subset of output, and the demo's reasoning models spend most of it hidden.
     assert 0 < totals["total_reasoning_tokens"] < totals["total_output_tokens"]
     assert totals["hidden_reasoning_share"] > 0.5

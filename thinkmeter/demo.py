@@ -1,13 +1,16 @@
-"""The demo: a simulated reasoning workload through the real openai SDK, instrumented, into the store.
+"""The demo: a simulated reasoning workload from a mixed fleet, through the real SDKs, instrumented, into the store.
 
-Every call's ground truth is known to the simulator, so after the run the demo checks what the store
-holds against what was sent, then prints the report.
+Calls go to OpenAI (chat and responses), Anthropic, Gemini, a vLLM server and Ollama, each played by a
+loopback simulator that knows every call's ground truth. After the run the demo checks what the store
+holds against what was sent, per provider, then prints the report.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import random
+import re
 import sys
 import threading
 import time
@@ -22,16 +25,58 @@ from thinkmeter.schemas.record import Usage
 from thinkmeter.simulator import Reply, Scenario, TrafficMix, start_simulator
 
 STREAM_SHARE = 0.6
-RESPONSES_SHARE = 0.4
-PROMPT = [{"role": "user", "content": "Work through the task and answer briefly."}]
+RESPONSES_SHARE = 0.4  # of the OpenAI calls; the rest use chat completions
+PROMPT = "Work through task #{index} and answer briefly."  # the number ties the simulator's reply to the call
+_CALL_NUMBER = re.compile(r"task #(\d+)")
+ANTHROPIC_MAX_TOKENS = 16_000  # the SDK refuses non-streamed calls that may run past 10 minutes
+OLLAMA_NUM_PREDICT = 8_192  # a local model's usual output budget; keeps runaway thinking bounded
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str  # as stored in llm_calls.provider
+    share: float
+    model: str | None  # None: the traffic mix's OpenAI model (one of them deliberately unpriced)
+    reasoning_estimated: bool = False  # the provider reports no reasoning count: the split is estimated
+    reports_cache_writes: bool = False  # elsewhere the store's cache-write figure is not checked
+    omits_zero_cache_reads: bool = False  # no cached-token field when nothing came from the cache: unknown
+
+
+PROVIDERS = (
+    Provider("openai", 0.50, None),
+    Provider("anthropic", 0.15, "claude-sonnet-4-5", reports_cache_writes=True),
+    Provider("gcp.gemini", 0.15, "gemini-2.5-flash", omits_zero_cache_reads=True),
+    # A self-hosted vLLM reports reasoning tokens; the price is the model's hosted API rate.
+    Provider("vllm", 0.10, "qwen3-235b-a22b"),
+    # Ollama counts thinking inside eval_count only; a local model has no price.
+    Provider("ollama", 0.10, "qwq:32b", reasoning_estimated=True),
+)
+BY_NAME = {provider.name: provider for provider in PROVIDERS}
 
 
 @dataclass
 class Planned:
+    index: int
     tags: dict[str, str]
     scenario: Scenario
-    api: str  # "chat" or "responses"
+    provider: str
+    api: str  # "chat" or "responses" (OpenAI); the provider's own API otherwise
     stream: bool
+
+    @property
+    def prompt(self) -> str:
+        return PROMPT.format(index=self.index)
+
+
+@dataclass
+class ProviderCheck:
+    """What verify() found for one provider's completed calls."""
+
+    checked: int = 0
+    mismatches: int = 0
+    estimated: int = 0  # calls whose reasoning split the store holds as an estimate
+    true_reasoning: int = 0  # over the estimated calls: what the model really spent ...
+    estimated_reasoning: int = 0  # ... and what the store estimated
 
 
 @dataclass
@@ -42,6 +87,7 @@ class DemoResult:
     stored: int = 0
     mismatches: list[str] = field(default_factory=list)
     checked: int = 0
+    by_provider: dict[str, ProviderCheck] = field(default_factory=dict)
     # stored time to first visible token minus the simulator's, per streamed call
     ttfvt_errors_s: list[float] = field(default_factory=list)
 
@@ -49,15 +95,20 @@ class DemoResult:
 def plan(calls: int, seed: int) -> list[Planned]:
     mix, rng = TrafficMix(seed), random.Random(seed)
     planned = []
-    for _ in range(calls):
+    for index in range(calls):
         tags, scenario = mix.draw()
-        api = "responses" if rng.random() < RESPONSES_SHARE else "chat"
-        planned.append(Planned(tags, scenario, api, rng.random() < STREAM_SHARE))
+        provider = rng.choices(PROVIDERS, weights=[p.share for p in PROVIDERS])[0]
+        api = "responses" if provider.name == "openai" and rng.random() < RESPONSES_SHARE else "chat"
+        if provider.model is not None:
+            scenario = scenario.model_copy(update={"model": provider.model})
+        if provider.name == "ollama":
+            scenario = scenario.model_copy(update={"reasoning_text": "raw"})  # Ollama returns raw thinking, never hidden
+        planned.append(Planned(index, tags, scenario, provider.name, api, rng.random() < STREAM_SHARE))
     return planned
 
 
-def _serve(time_scale: float, conn: Any) -> None:
-    with start_simulator(time_scale=time_scale) as simulator:
+def _serve(time_scale: float, options: dict[str, Any], conn: Any) -> None:
+    with start_simulator(time_scale=time_scale, **options) as simulator:
         conn.send(simulator.port)
         conn.recv()  # the demo is done
         conn.send(simulator.replies)
@@ -65,15 +116,30 @@ def _serve(time_scale: float, conn: Any) -> None:
 
 class SimulatorProcess:
     """The simulator in a process of its own, so the demo's client threads cannot delay its clock
-    (they would, sharing one interpreter lock) and the timings it plays stay exact."""
+    (they would, sharing one interpreter lock) and the timings it plays stay exact.
 
-    def __init__(self, time_scale: float) -> None:
+    The process starts at construction; `port` waits until it serves."""
+
+    def __init__(self, time_scale: float, **options: Any) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(time_scale, child), daemon=True)
+        self._process = context.Process(target=_serve, args=(time_scale, options, child), daemon=True)
         self._process.start()
-        self.port: int = self._conn.recv()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            self._port = int(self._conn.recv())
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"  # OpenAI-style base URL
 
     def stop(self) -> list[Reply]:
         """Stop serving; returns the ground truth of every call served."""
@@ -83,27 +149,104 @@ class SimulatorProcess:
         return replies
 
 
-def _call(client: Any, call: Planned) -> bool:
-    import openai
+class Fleet:
+    """One simulator per kind of endpoint and the SDK clients that call them.
 
+    Provider names follow the address a client calls, so the OpenAI server, the vLLM server and Ollama
+    each get a simulator of their own; Anthropic and Gemini share one that no mapping names, where their
+    SDKs name their own provider."""
+
+    def __init__(self, time_scale: float) -> None:
+        self.simulators = {
+            "openai": SimulatorProcess(time_scale),
+            "vllm": SimulatorProcess(time_scale, reasoning_field="reasoning"),
+            "ollama": SimulatorProcess(time_scale),
+            "native": SimulatorProcess(time_scale),  # anthropic and gemini
+        }
+
+    @property
+    def providers(self) -> dict[str, str]:
+        """The `providers=` mapping for thinkmeter.instrument()."""
+        return {f"127.0.0.1:{self.simulators[name].port}": name for name in ("openai", "vllm", "ollama")}
+
+    def clients(self) -> dict[str, Any]:
+        import anthropic
+        import openai
+        from google import genai
+        from google.genai import types
+
+        native = self.simulators["native"].url
+        return {
+            "openai": openai.OpenAI(base_url=self.simulators["openai"].base_url, api_key="demo", max_retries=0),
+            "vllm": openai.OpenAI(base_url=self.simulators["vllm"].base_url, api_key="demo", max_retries=0),
+            "anthropic": anthropic.Anthropic(base_url=native, api_key="demo", max_retries=0),
+            "gcp.gemini": genai.Client(api_key="demo", http_options=types.HttpOptions(base_url=native)),
+        }
+
+    def stop(self) -> list[Reply]:
+        return [reply for simulator in self.simulators.values() for reply in simulator.stop()]
+
+
+def _call(fleet: Fleet, clients: dict[str, Any], call: Planned) -> Exception | None:
+    """Make one call, a stream read to its end; returns what it raised, if anything."""
+    try:
+        with thinkmeter.tags(**call.tags, session=_session(call.index)):
+            _request(fleet, clients, call)
+        return None
+    except Exception as exc:  # the simulator plays rate limits, server errors and dropped connections
+        return exc
+
+
+def _drain(reply: Any, stream: bool) -> None:
+    if stream:
+        for _ in reply:
+            pass
+
+
+def _request(fleet: Fleet, clients: dict[str, Any], call: Planned) -> None:
     headers = call.scenario.headers()
     model = call.scenario.model or "o4-mini"
-    try:
-        with thinkmeter.tags(**call.tags):
-            if call.api == "chat":
-                reply = client.chat.completions.create(
-                    model=model, messages=PROMPT, stream=call.stream, reasoning_effort="medium", extra_headers=headers
-                )
-            else:
-                reply = client.responses.create(
-                    model=model, input=PROMPT, stream=call.stream, reasoning={"effort": "medium"}, extra_headers=headers
-                )
-            if call.stream:
-                for _ in reply:
-                    pass
-        return True
-    except openai.OpenAIError:
-        return False  # the simulator plays rate limits, server errors and dropped connections
+    messages = [{"role": "user", "content": call.prompt}]
+    if call.provider in ("openai", "vllm"):
+        client = clients[call.provider]
+        if call.api == "responses":
+            reply = client.responses.create(
+                model=model, input=messages, stream=call.stream, reasoning={"effort": "medium"}, extra_headers=headers
+            )
+        else:
+            reply = client.chat.completions.create(
+                model=model, messages=messages, stream=call.stream, reasoning_effort="medium", extra_headers=headers
+            )
+    elif call.provider == "anthropic":
+        reply = clients["anthropic"].messages.create(
+            model=model,
+            max_tokens=ANTHROPIC_MAX_TOKENS,
+            thinking={"type": "enabled", "budget_tokens": ANTHROPIC_MAX_TOKENS * 3 // 4},
+            messages=messages,
+            stream=call.stream,
+            extra_headers=headers,
+        )
+    elif call.provider == "gcp.gemini":
+        from google.genai import types
+
+        config = types.GenerateContentConfig(
+            thinking_config=types.ThinkingConfig(include_thoughts=True), http_options=types.HttpOptions(headers=headers)
+        )
+        models = clients["gcp.gemini"].models
+        generate = models.generate_content_stream if call.stream else models.generate_content
+        reply = generate(model=model, contents=call.prompt, config=config)
+    else:
+        import ollama
+
+        # The scenario travels in a header, and the ollama client takes headers per client only.
+        client = ollama.Client(host=fleet.simulators["ollama"].url, headers=headers)
+        try:
+            options = {"num_predict": OLLAMA_NUM_PREDICT}
+            _drain(client.chat(model=model, messages=messages, think=True, stream=call.stream, options=options), call.stream)
+        finally:
+            client.close()
+        return
+    _drain(reply, call.stream)
 
 
 class Progress:
@@ -135,75 +278,118 @@ class Progress:
 
 
 def run(settings: Settings, calls: int, concurrency: int, time_scale: float, seed: int) -> DemoResult:
-    import openai
-
     planned = plan(calls, seed)
-    simulator = SimulatorProcess(time_scale)
+    fleet = Fleet(time_scale)
     thinkmeter.instrument(
         exporter="clickhouse",
         clickhouse_url=settings.clickhouse_url,
         data_dir=settings.data_dir,
-        providers={f"127.0.0.1:{simulator.port}": "openai"},
+        providers=fleet.providers,
     )
-    client = openai.OpenAI(base_url=simulator.base_url, api_key="demo", max_retries=0)
+    clients = fleet.clients()
     progress = Progress(calls)
     started = time.monotonic()
 
-    def one(call: Planned) -> bool:
-        ok = _call(client, call)
+    def one(call: Planned) -> Exception | None:
+        error = _call(fleet, clients, call)
         progress.step()
-        return ok
+        return error
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        outcomes = list(pool.map(one, planned))
-    result = DemoResult(calls=calls, failed_calls=outcomes.count(False), seconds=time.monotonic() - started)
-    replies = simulator.stop()
+        errors = list(pool.map(one, planned))
+    result = DemoResult(calls=calls, failed_calls=sum(e is not None for e in errors), seconds=time.monotonic() - started)
+    for call, error in zip(planned, errors, strict=True):
+        if error is not None and call.scenario.error_status is None and call.scenario.disconnect_after_visible is None:
+            result.mismatches.append(f"call {call.index} ({call.provider}) failed unplanned: {error!r}")
+    replies = fleet.stop()
     thinkmeter.flush(timeout_s=60)
-    verify(settings, replies, result)
+    verify(settings, planned, replies, result)
     return result
 
 
-def verify(settings: Settings, replies: list[Any], result: DemoResult) -> None:
-    """Compare every completed reply's ground truth with the row the store holds for it."""
+def _call_index(reply: Reply) -> int | None:
+    found = _CALL_NUMBER.search(json.dumps(reply.ask.prompt, default=str))
+    return int(found.group(1)) if found else None
+
+
+def verify(settings: Settings, planned: list[Planned], replies: list[Reply], result: DemoResult) -> None:
+    """Compare every completed reply's ground truth with the row the store holds for it.
+
+    Rows are tied to calls by the session tag the demo sets on each one (`call-<n>`), and replies by the
+    call number in the prompt. Counts the provider reports must match exactly; where the reasoning split
+    is an estimate, the reported totals must match and the row must say `estimated`."""
     from thinkmeter.store import store_session
 
-    completed = {reply.id: reply for reply in replies if reply.outcome == "completed"}
+    by_index = {index: reply for reply in replies if (index := _call_index(reply)) is not None}
+    completed = {index: reply for index, reply in by_index.items() if reply.outcome == "completed"}
     prices = PriceTable.load(settings.price_file)
     with store_session(settings) as client:
-        rows = client.query(
-            "SELECT response_id, input_tokens, cache_read_tokens, output_tokens, reasoning_tokens,"
-            " visible_output_tokens, cost_usd, time_to_first_visible_token_s, stream"
-            " FROM llm_calls WHERE response_id IN {ids:Array(String)}",
-            parameters={"ids": list(completed)},
-        ).named_results()
-        result.stored = int(
-            client.query("SELECT count() FROM llm_calls WHERE response_id IN {ids:Array(String)}", parameters={"ids": [r.id for r in replies]}).result_rows[0][0]
-        )
+        rows = list(client.query(
+            "SELECT session, provider, response_id, input_tokens, cache_read_tokens, cache_write_tokens,"
+            " output_tokens, reasoning_tokens, visible_output_tokens, reasoning_source, cost_usd,"
+            " time_to_first_visible_token_s, stream"
+            " FROM llm_calls WHERE session IN {sessions:Array(String)}",
+            parameters={"sessions": [_session(index) for index in by_index]},
+        ).named_results())
+    result.stored = len(rows)
     for row in rows:
-        reply = completed[row["response_id"]]
-        truth = reply.scenario
-        expected = {
-            "input_tokens": truth.input_tokens,
-            "cache_read_tokens": truth.cached_input_tokens,
-            "output_tokens": truth.output_tokens,
-            "reasoning_tokens": truth.reasoning_tokens,
-            "visible_output_tokens": truth.visible_tokens,
-        }
-        for column, value in expected.items():
-            if row[column] != value:
-                result.mismatches.append(f"{reply.id} {column}: stored {row[column]}, sent {value}")
-        cost = prices.cost(
-            reply.model,
-            Usage(
-                input_tokens=truth.input_tokens,
-                cache_read_tokens=truth.cached_input_tokens,
-                output_tokens=truth.output_tokens,
-                reasoning_tokens=truth.reasoning_tokens,
-            ),
-        )
-        stored_cost = row["cost_usd"]
-        if (cost is None) != (stored_cost is None) or (cost is not None and abs(cost.total_usd - stored_cost) > 1e-12):
-            result.mismatches.append(f"{reply.id} cost: stored {stored_cost}, expected {cost and cost.total_usd}")
+        index = int(row["session"].removeprefix("call-"))
+        reply = completed.get(index)
+        if reply is None:
+            continue
+        call = planned[index]
+        check = result.by_provider.setdefault(call.provider, ProviderCheck())
+        problems = _compare(row, call, reply, prices, check)
+        check.checked += 1
+        check.mismatches += bool(problems)
+        result.mismatches.extend(f"call {index} ({call.provider}) {problem}" for problem in problems)
         if row["stream"] and row["time_to_first_visible_token_s"] is not None:
             result.ttfvt_errors_s.append(row["time_to_first_visible_token_s"] - reply.first_visible_wall_s)
         result.checked += 1
+    missing = len(completed) - result.checked
+    if missing:
+        result.mismatches.append(f"{missing} completed calls have no row in the store")
+
+
+def _session(index: int) -> str:
+    return f"call-{index}"
+
+
+def _compare(row: dict[str, Any], call: Planned, reply: Reply, prices: PriceTable, check: ProviderCheck) -> list[str]:
+    provider = BY_NAME[call.provider]
+    truth = reply.scenario
+    cache_write = truth.cache_write_tokens if provider.reports_cache_writes else None
+    cache_read = truth.cached_input_tokens or (None if provider.omits_zero_cache_reads else 0)
+    expected: dict[str, Any] = {
+        "provider": provider.name,
+        "response_id": "" if provider.name == "ollama" else reply.id,  # Ollama's replies carry no id
+        "input_tokens": truth.input_tokens,
+        "output_tokens": truth.output_tokens,
+    }
+    if provider.reports_cache_writes:
+        expected["cache_write_tokens"] = cache_write
+    if provider.reasoning_estimated:  # Ollama reports no cache either
+        expected["reasoning_source"] = "estimated"
+        check.estimated += 1
+        check.true_reasoning += truth.reasoning_tokens
+        check.estimated_reasoning += row["reasoning_tokens"] or 0
+    else:
+        expected |= {
+            "cache_read_tokens": cache_read,
+            "reasoning_tokens": truth.reasoning_tokens,
+            "visible_output_tokens": truth.visible_tokens,
+        }
+    problems = [f"{column}: stored {row[column]!r}, sent {value!r}" for column, value in expected.items() if row[column] != value]
+    usage = Usage(
+        input_tokens=truth.input_tokens,
+        cache_read_tokens=row["cache_read_tokens"] if provider.reasoning_estimated else cache_read,
+        cache_write_tokens=cache_write,
+        output_tokens=truth.output_tokens,
+        # an estimate is priced as stored; its closeness to the truth is reported apart
+        reasoning_tokens=row["reasoning_tokens"] if provider.reasoning_estimated else truth.reasoning_tokens,
+    )
+    cost = prices.cost(reply.model, usage)
+    stored_cost = row["cost_usd"]
+    if (cost is None) != (stored_cost is None) or (cost is not None and abs(cost.total_usd - stored_cost) > 1e-12):
+        problems.append(f"cost: stored {stored_cost}, expected {cost and cost.total_usd}")
+    return problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 WINDOW = "Timestamp >= now64(9) - toIntervalSecond({window_s:UInt64})"
-GROUPINGS = ("model", "feature", "tenant", "task_class")
+GROUPINGS = ("provider", "model", "feature", "tenant", "task_class")
 
 _TOTALS = """
 SELECT
@@ -79,7 +79,7 @@ def _rows(client: Any, sql: str, parameters: dict[str, Any]) -> list[dict[str, A
 
 
 def spend_report(client: Any, window_s: int) -> dict[str, Any]:
-    """Totals, breakdowns by model / feature / tenant / task class, and latency percentiles."""
+    """Totals, breakdowns by provider / model / feature / tenant / task class, and latency percentiles."""
     params = {"window_s": window_s}
     report: dict[str, Any] = {"window_s": window_s, "totals": _rows(client, _TOTALS, params)[0]}
     report["by"] = {column: _rows(client, _BY.replace("{column}", column), params) for column in GROUPINGS}

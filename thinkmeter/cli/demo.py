@@ -1,17 +1,22 @@
-"""`thinkmeter demo`: a simulated reasoning workload, stored, checked against ground truth, reported."""
+"""`thinkmeter demo`: a simulated reasoning workload from a mixed fleet, stored, checked against ground truth, reported."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from thinkmeter.demo import ProviderCheck
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="drive a simulated reasoning workload through the openai SDK into the store, then report"
+        "demo",
+        help="drive a simulated reasoning workload through the OpenAI, Anthropic, Gemini and Ollama SDKs into the store, then report",
     )
-    parser.add_argument("--calls", type=int, default=2000, help="number of LLM calls (default 2000)")
+    parser.add_argument("--calls", type=int, default=1500, help="number of LLM calls (default 1500)")
     parser.add_argument("--concurrency", type=int, default=16, help="calls in flight at once (default 16)")
     parser.add_argument(
         "--time-scale", type=float, default=0.005, help="simulated seconds -> wall seconds (default 0.005: 60 s of thinking plays in 0.3 s)"
@@ -22,13 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OTEL_SERVICE_NAME", "thinkmeter-demo")
+    # anthropic 2.x traces its own calls; llm_calls would count those spans as second calls.
+    os.environ.setdefault("ANTHROPIC_OPEN_TELEMETRY", "false")
     from thinkmeter import demo, reports
     from thinkmeter.cli.report import format_report
     from thinkmeter.config import Settings
     from thinkmeter.store import store_label, store_session
 
     settings = Settings.from_env()
-    print(f"thinkmeter demo: {args.calls} calls through the openai SDK against a loopback simulator -> {store_label(settings)}")
+    fleet = ", ".join(provider.name for provider in demo.PROVIDERS)
+    print(f"thinkmeter demo: {args.calls} calls from a mixed fleet ({fleet}) against loopback simulators -> {store_label(settings)}")
     result = demo.run(settings, args.calls, args.concurrency, args.time_scale, args.seed)
     print(
         f"  {result.calls} calls in {result.seconds:.1f} s ({result.failed_calls} failed on purpose: rate limits,"
@@ -36,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     )
     verdict = "all match" if not result.mismatches else f"{len(result.mismatches)} MISMATCHES"
     print(f"  checked {result.checked} completed calls against the simulator's ground truth (tokens, cost): {verdict}")
+    for provider in demo.PROVIDERS:
+        if provider.name in result.by_provider:
+            print(f"    {provider.name}: {_provider_line(result.by_provider[provider.name])}")
     for line in result.mismatches[:10]:
         print(f"    {line}")
     if result.ttfvt_errors_s:
@@ -50,3 +61,14 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(report))
     print("\nNext: `thinkmeter outliers` lists the runaway calls; `thinkmeter report --format json` for machines.")
     return 0 if not result.mismatches else 1
+
+
+def _provider_line(check: ProviderCheck) -> str:
+    status = "all match" if not check.mismatches else f"{check.mismatches} MISMATCHES"
+    if not check.estimated:
+        return f"{check.checked} calls, input, cache-read, output, reasoning, visible tokens and cost exact: {status}"
+    off = check.estimated_reasoning / check.true_reasoning - 1 if check.true_reasoning else 0.0
+    return (
+        f"{check.checked} calls, input and output tokens exact, reasoning estimated ({check.estimated} calls,"
+        f" {off:+.0%} against the truth in total): {status}"
+    )
