@@ -19,7 +19,7 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class EngineServer:
-    """An HTTP server on 127.0.0.1 answering fixed bodies per path; it can stop and restart on its port."""
+    """An HTTP server on 127.0.0.1 answering fixed bodies per path (GET or POST); it can stop and restart on its port."""
 
     def __init__(self) -> None:
         self.routes: dict[str, tuple[int, str, bytes]] = {}
@@ -52,6 +52,8 @@ class EngineServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            do_POST = do_GET  # a fixed reply, e.g. an OpenAI-compatible chat completion
 
             def log_message(self, *args: object) -> None:
                 pass
