@@ -101,7 +101,7 @@ data_dir, service, count, flush_timeout_ms = sys.argv[1], sys.argv[2], int(sys.a
 processor = ClickHouseSpanProcessor(Settings(data_dir=Path(data_dir), flush_interval_s=0.05, batch_size=50))
 provider = TracerProvider(resource=Resource.create({"service.name": service}))
 provider.add_span_processor(processor)
-tracer = provider.get_tracer("tests.emitter")
+tracer = provider.get_tracer("thinkmeter")
 for i in range(count):
     with tracer.start_as_current_span("chat m") as span:
         span.set_attributes({

@@ -138,7 +138,7 @@ def seed_engine_context_spans(settings: Settings, service: str, kv_usages: Itera
     onto spans of calls to a watched engine; the attribute names are that module's.
     """
     provider, processor = make_traced(settings, service)
-    tracer = provider.get_tracer("tests.grafana_seed")
+    tracer = provider.get_tracer("thinkmeter")
     for index, kv_usage in enumerate(kv_usages):
         with tracer.start_as_current_span("chat qwen3-8b") as span:
             span.set_attributes({

@@ -145,7 +145,7 @@ def test_password_stays_out_of_labels_reprs_and_export_logs(
     provider = TracerProvider()
     provider.add_span_processor(processor)
     with caplog.at_level(logging.DEBUG):
-        with provider.get_tracer("t").start_as_current_span("chat m"):
+        with provider.get_tracer("thinkmeter").start_as_current_span("chat m"):
             pass
         assert not processor.force_flush(3_000)  # the server is down: kept in the spool
         provider.shutdown()

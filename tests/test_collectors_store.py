@@ -118,7 +118,7 @@ def test_engine_metrics_are_stored_as_the_collector_exporter_stores_them(
         ("thinkmeter.engine.requests.waiting", "{request}", series, 0, t2, 4.0, 0),
         ("thinkmeter.engine.up", "1", series, 0, t2, 1.0, 0),
     ]
-    assert rate * (t2 - t1) / 1e9 == pytest.approx(600, rel=0.01)
+    assert rate * (t2 - t1) / 1e9 == pytest.approx(600, rel=0.05)  # scrape timing under load
     assert sums == [("thinkmeter.engine.preemptions", "{preemption}", series, t1, t2, 2.0, 1, True)]
     ttft_bounds = list(VLLM_TTFT_BUCKETS)
     itl_bounds = list(VLLM_ITL_BUCKETS)

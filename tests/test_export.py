@@ -130,7 +130,7 @@ def test_sdk_spans_land_in_otel_traces_llm_calls_and_the_rollup(
     traced: TracedFactory, store: Client, service_name: str
 ) -> None:
     provider, processor = traced()
-    tracer = provider.get_tracer("thinkmeter.tests", "1.2.3")
+    tracer = provider.get_tracer("thinkmeter", "1.2.3")
     with tracer.start_as_current_span("invoke_agent") as parent:
         with tracer.start_as_current_span(
             "chat o3", kind=SpanKind.CLIENT, links=[Link(parent.get_span_context(), {"why": "retry"})]
@@ -161,7 +161,7 @@ def test_sdk_spans_land_in_otel_traces_llm_calls_and_the_rollup(
         "SpanId": format(full_ctx.span_id, "016x"),
         "ParentSpanId": format(parent_ctx.span_id, "016x"),
         "SpanKind": "SPAN_KIND_CLIENT",
-        "ScopeName": "thinkmeter.tests",
+        "ScopeName": "thinkmeter",
         "ScopeVersion": "1.2.3",
         "service": service_name,
         "SpanAttributes": {key: attribute_value(value) for key, value in FULL_CALL.items()},
@@ -267,7 +267,7 @@ def test_full_queue_drops_and_counts_without_blocking(
 ) -> None:
     # The export thread only wakes on force_flush: with 5 slots, 15 of 20 spans must be dropped.
     provider, processor = traced(queue_size=5, batch_size=1_000, flush_interval_s=3_600)
-    tracer = provider.get_tracer("tests.queue")
+    tracer = provider.get_tracer("thinkmeter")
     with caplog.at_level(logging.WARNING, logger="thinkmeter.export"):
         for _ in range(20):
             with tracer.start_as_current_span("chat m") as span:
@@ -295,7 +295,7 @@ def test_unreachable_server_keeps_spans_in_the_spool(
         port = probe.getsockname()[1]
     settings = Settings(data_dir=tmp_path, clickhouse_url=f"http://127.0.0.1:{port}/default")
     provider, processor = make_traced(settings, service_name)
-    tracer = provider.get_tracer("tests.server")
+    tracer = provider.get_tracer("thinkmeter")
     with caplog.at_level(logging.WARNING, logger="thinkmeter.export"):
         for _ in range(3):
             with tracer.start_as_current_span("chat m") as span:
@@ -327,7 +327,7 @@ def test_build_span_processor_follows_the_exporter_setting(store_settings: Setti
 
 def test_forked_child_gets_its_own_empty_exporter(traced: TracedFactory) -> None:
     provider, processor = traced(flush_interval_s=3_600)
-    with provider.get_tracer("tests.fork").start_as_current_span("chat m"):
+    with provider.get_tracer("thinkmeter").start_as_current_span("chat m"):
         pass
     assert processor.pending_spans == 1
     parent_worker = processor._worker
@@ -350,7 +350,7 @@ def test_forked_child_of_a_store_user_spools_instead_of_hanging(
     provider, processor = traced()
     pid = os.fork()
     if pid == 0:  # child: report through the exit status only, and leave without running any cleanup
-        with provider.get_tracer("tests.fork").start_as_current_span("chat forked-child"):
+        with provider.get_tracer("thinkmeter").start_as_current_span("chat forked-child"):
             pass
         started = time.monotonic()
         processor.force_flush(5_000)  # False: the span waits in the spool, not in the store

@@ -49,7 +49,7 @@ service, start, count, mode = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), s
 processor = ClickHouseSpanProcessor(settings)
 provider = TracerProvider(resource=Resource.create({"service.name": service}))
 provider.add_span_processor(processor)
-tracer = provider.get_tracer("tests.outages")
+tracer = provider.get_tracer("thinkmeter")
 for i in range(start, start + count):
     with tracer.start_as_current_span("chat m") as span:
         span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "test.seq": i})
@@ -216,7 +216,7 @@ def emit(
     processor = ClickHouseSpanProcessor(settings)
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(processor)
-    tracer = provider.get_tracer("tests.outages")
+    tracer = provider.get_tracer("thinkmeter")
     for i in range(first, first + count):
         with tracer.start_as_current_span("chat m") as span:
             span.set_attributes({"gen_ai.operation.name": "chat", "test.seq": i})

@@ -133,7 +133,7 @@ def _llm_span_columns(service_name: str, count: int) -> dict[str, list]:
     memory = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("tests.spool")
+    tracer = provider.get_tracer("thinkmeter")
     for i in range(count):
         with tracer.start_as_current_span("chat m") as span:
             span.set_attributes(

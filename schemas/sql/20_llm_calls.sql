@@ -106,4 +106,6 @@ AS SELECT
     toFloat64OrNull(SpanAttributes['thinkmeter.gpu.utilization']) AS gpu_utilization,
     toUInt64OrNull(SpanAttributes['thinkmeter.gpu.memory.used_bytes']) AS gpu_memory_used_bytes
 FROM {{database}}.otel_traces
-WHERE mapContains(SpanAttributes, 'gen_ai.operation.name');
+-- thinkmeter's own spans only: SDKs that trace themselves (anthropic 2.x) or other GenAI
+-- instrumentations also write gen_ai.* spans, and counting them would bill a call twice.
+WHERE ScopeName = 'thinkmeter' AND mapContains(SpanAttributes, 'gen_ai.operation.name');
