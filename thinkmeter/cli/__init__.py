@@ -20,13 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what thinkmeter does")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"thinkmeter.cli.{name}")
-        except ModuleNotFoundError as missing:
-            if missing.name != f"thinkmeter.cli.{name}":
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(f"thinkmeter.cli.{name}").register(subparsers)
     return parser
 
 
