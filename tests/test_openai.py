@@ -15,10 +15,8 @@ from pydantic import BaseModel
 
 import thinkmeter
 from tests.instrumented import instrumented  # noqa: F401  (fixture)
-from tests.simulated import assert_at
-from thinkmeter.pricing import PriceTable
+from tests.simulated import assert_at, expected_cost
 from thinkmeter.schemas import semconv as sc
-from thinkmeter.schemas.record import Usage
 from thinkmeter.simulator import Scenario, start_simulator
 
 TIME_SCALE = 0.1
@@ -57,20 +55,6 @@ def client(simulator):
 @pytest.fixture
 def async_client(simulator):
     return openai.AsyncOpenAI(base_url=simulator.base_url, api_key="test", max_retries=0)
-
-
-def expected_cost(model: str, scenario: Scenario) -> tuple[float, float]:
-    cost = PriceTable.load().cost(
-        model,
-        Usage(
-            input_tokens=scenario.input_tokens,
-            cache_read_tokens=scenario.cached_input_tokens,
-            output_tokens=scenario.output_tokens,
-            reasoning_tokens=scenario.reasoning_tokens,
-        ),
-    )
-    assert cost is not None
-    return cost.total_usd, cost.reasoning_usd
 
 
 def assert_usage(attrs: dict, scenario: Scenario = SCENARIO, model: str = "o4-mini") -> None:
