@@ -14,6 +14,7 @@ import wrapt
 
 from thinkmeter.instrumentation._safety import dont_throw, log_once
 from thinkmeter.instrumentation._telemetry import Call
+from thinkmeter.schemas.record import CallRecord
 
 
 class StreamAccumulator(Protocol):
@@ -29,6 +30,14 @@ class StreamAccumulator(Protocol):
 def traced(stream: Any, accumulator: StreamAccumulator, is_async: bool) -> Any:
     """The proxy that feeds `accumulator` from an SDK's sync or async stream."""
     return TracedAsyncStream(stream, accumulator) if is_async else TracedStream(stream, accumulator)
+
+
+def record_reply_identity(record: CallRecord, model: str | None, response_id: str | None, finish_reasons: dict[int, str]) -> None:
+    """What a streamed reply said about itself: its model, id and per-choice finish reasons in choice order."""
+    record.response_model = model
+    record.response_id = response_id
+    if finish_reasons:
+        record.finish_reasons = tuple(finish_reasons[i] for i in sorted(finish_reasons))
 
 
 def _shown(acc: StreamAccumulator, item: Any) -> bool:

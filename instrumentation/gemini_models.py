@@ -9,7 +9,7 @@ from typing import Any
 
 from thinkmeter.instrumentation._content import capture, capture_output, streamed_answers
 from thinkmeter.instrumentation._endpoints import EndpointResolver
-from thinkmeter.instrumentation._stream import traced
+from thinkmeter.instrumentation._stream import record_reply_identity, traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation._values import field, known_text
 from thinkmeter.instrumentation.gemini_content import answer_parts, input_messages
@@ -134,10 +134,7 @@ class GenerateContentStreamAccumulator:
 
     def on_end(self) -> None:
         record = self.call.record
-        record.response_model = self.model
-        record.response_id = self.response_id
-        if self.finish_reasons:
-            record.finish_reasons = tuple(self.finish_reasons[i] for i in sorted(self.finish_reasons))
+        record_reply_identity(record, self.model, self.response_id, self.finish_reasons)
         if self.usage is not None:
             record.usage = gemini_usage(self.usage)
         if self.answers is not None:

@@ -9,7 +9,7 @@ from thinkmeter.instrumentation._content import capture_input, capture_output, s
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import given
 from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode, start_call
-from thinkmeter.instrumentation._stream import traced
+from thinkmeter.instrumentation._stream import record_reply_identity, traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation._values import field, known_text
 from thinkmeter.instrumentation.openai_usage import read_chat_usage, reasoning_text
@@ -155,10 +155,7 @@ class ChatStreamAccumulator:
 
     def on_end(self) -> None:
         record = self.call.record
-        record.response_model = self.model
-        record.response_id = self.response_id
-        if self.finish_reasons:
-            record.finish_reasons = tuple(self.finish_reasons[i] for i in sorted(self.finish_reasons))
+        record_reply_identity(record, self.model, self.response_id, self.finish_reasons)
         read_chat_usage(record, self.usage, self.timings, self.reasoning_chars, self.visible_chars)
         if self.answers is not None:
             self.answers.capture(record, self.finish_reasons)
