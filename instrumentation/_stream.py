@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import wrapt
 
+from thinkmeter.budgets import BudgetExceeded
+from thinkmeter.instrumentation._budget import StreamMeter, watchdog
 from thinkmeter.instrumentation._safety import dont_throw, log_once
 from thinkmeter.instrumentation._telemetry import Call
 from thinkmeter.schemas.record import CallRecord
@@ -29,7 +31,52 @@ class StreamAccumulator(Protocol):
 
 def traced(stream: Any, accumulator: StreamAccumulator, is_async: bool) -> Any:
     """The proxy that feeds `accumulator` from an SDK's sync or async stream."""
+    if accumulator.call.meter is not None:
+        _watch(accumulator.call.meter, stream)
     return TracedAsyncStream(stream, accumulator) if is_async else TracedStream(stream, accumulator)
+
+
+@dont_throw
+def _watch(meter: StreamMeter, stream: Any) -> None:
+    watchdog.watch(meter, stream)
+
+
+@dont_throw
+def _cut_due(meter: StreamMeter) -> bool:
+    """After a chunk of a stream under a budget: whether to close it now; guarded."""
+    return meter.should_cut()
+
+
+def _cut_pending(acc: StreamAccumulator) -> bool:
+    """After a failed read: whether the watchdog shut the connection for a cut (the failure is ours)."""
+    meter = acc.call.meter
+    return meter is not None and meter.breach is not None and meter.budgets.enforce and not meter.cut
+
+
+def _cut(acc: StreamAccumulator, wrapped: Any) -> BudgetExceeded:
+    """Close a stream past its budget (the connection goes, so the provider stops), end its span once,
+    and return the exception the caller gets."""
+    error = acc.call.meter.exception()  # type: ignore[union-attr]
+    try:
+        close = getattr(wrapped, "close", None)
+        if close is not None:
+            close()
+    except Exception:
+        log_once("budgets.close", "thinkmeter: closing a stream past its budget failed")
+    finish_stream(acc, None)
+    return error
+
+
+async def _acut(acc: StreamAccumulator, wrapped: Any) -> BudgetExceeded:
+    error = acc.call.meter.exception()  # type: ignore[union-attr]
+    try:
+        close = getattr(wrapped, "aclose", None) or getattr(wrapped, "close", None)
+        if close is not None:
+            await close()
+    except Exception:
+        log_once("budgets.close", "thinkmeter: closing a stream past its budget failed")
+    finish_stream(acc, None)
+    return error
 
 
 def record_reply_identity(record: CallRecord, model: str | None, response_id: str | None, finish_reasons: dict[int, str]) -> None:
@@ -56,6 +103,7 @@ def _traced_items(proxy: TracedStream, wrapped: Any, acc: StreamAccumulator) -> 
     `for item in client.create(stream=True)` nothing else does, and the proxy's __del__ would end
     the call before its first item."""
     pull = wrapped.__next__
+    meter = acc.call.meter
     while True:
         try:
             item = pull()
@@ -63,9 +111,13 @@ def _traced_items(proxy: TracedStream, wrapped: Any, acc: StreamAccumulator) -> 
             finish_stream(acc, None)
             return
         except BaseException as error:
+            if _cut_pending(acc):
+                raise _cut(acc, wrapped) from error
             finish_stream(acc, error)
             raise
         if _shown(acc, item):
+            if meter is not None and _cut_due(meter):
+                raise _cut(acc, wrapped)
             yield item
 
 
@@ -97,9 +149,14 @@ class TracedStream(wrapt.ObjectProxy):
                 finish_stream(acc, None)
                 raise
             except BaseException as error:
+                if _cut_pending(acc):
+                    raise _cut(acc, self.__wrapped__) from error
                 finish_stream(acc, error)
                 raise
             if _shown(acc, item):
+                meter = acc.call.meter
+                if meter is not None and _cut_due(meter):
+                    raise _cut(acc, self.__wrapped__)
                 return item
 
     def __enter__(self) -> TracedStream:
@@ -139,9 +196,14 @@ class TracedAsyncStream(wrapt.ObjectProxy):
                 finish_stream(acc, None)
                 raise
             except BaseException as error:  # CancelledError included: the span still ends
+                if _cut_pending(acc):
+                    raise await _acut(acc, self.__wrapped__) from error
                 finish_stream(acc, error)
                 raise
             if _shown(acc, item):
+                meter = acc.call.meter
+                if meter is not None and _cut_due(meter):
+                    raise await _acut(acc, self.__wrapped__)
                 return item
 
     async def __aenter__(self) -> TracedAsyncStream:

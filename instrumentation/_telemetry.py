@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -16,6 +16,9 @@ from thinkmeter.instrumentation._tags import current_tag_attributes
 from thinkmeter.pricing import PriceTable
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord
+
+if TYPE_CHECKING:
+    from thinkmeter.instrumentation._budget import Budgets, StreamMeter
 
 
 def record_attributes(record: CallRecord) -> dict[str, Any]:
@@ -77,6 +80,7 @@ class Telemetry:
         meter_provider: metrics.MeterProvider | None,
         prices: PriceTable,
         capture_content: ContentCapture | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         from thinkmeter import __version__
 
@@ -84,6 +88,7 @@ class Telemetry:
         meter = metrics.get_meter("thinkmeter", __version__, meter_provider)
         self.prices = prices
         self.capture_content = capture_content
+        self.budgets = budgets
         self._token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE,
             unit="{token}",
@@ -168,6 +173,7 @@ class Call:
         "first_visible",
         "last_token",
         "hide_usage_chunk",
+        "meter",
         "ended",
     )
 
@@ -186,6 +192,8 @@ class Call:
         self.last_token: float | None = None
         # Set when thinkmeter asked a stream for a usage chunk the caller did not ask for.
         self.hide_usage_chunk = False
+        # A streamed call under a budget policy: what it has used against its caps (instrumentation/_budget.py).
+        self.meter: StreamMeter | None = None
         self.ended = False
 
     def finish(self, error: BaseException | None = None) -> None:
@@ -198,6 +206,8 @@ class Call:
         try:
             if record.stream:
                 self._set_stream_timings()
+            if self.meter is not None:
+                self.meter.settle(record)
             self.telemetry.finish(record, self.parent, self.start_ns, now - self.started, error)
         except Exception:
             # Figures that cannot be read must not cost the call its span.
@@ -222,8 +232,14 @@ class Call:
             record.time_per_output_token = (self.last_token - self.first_token) / (tokens - 1)
 
 
-def mark_tokens(call: Call, now: float, visible: bool) -> None:
-    """Note generated tokens (reasoning, or visible when `visible`) arriving in a streamed chunk."""
+def mark_tokens(call: Call, now: float, visible: bool, chars: int = 0) -> None:
+    """Note generated tokens (reasoning, or visible when `visible`; `chars` of text) arriving in a streamed chunk."""
+    meter = call.meter
+    if meter is not None:
+        if visible:
+            meter.visible(chars)
+        else:
+            meter.reasoning(chars)
     if call.first_token is None:
         call.first_token = now
     if visible and call.first_visible is None:

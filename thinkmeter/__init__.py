@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from thinkmeter.budgets import BudgetExceeded
 from thinkmeter.instrumentation._tags import tags
 
 __version__ = "0.1.0"
-__all__ = ["instrument", "uninstrument", "flush", "tags", "__version__"]
+__all__ = ["instrument", "uninstrument", "flush", "tags", "BudgetExceeded", "__version__"]
 
 logger = logging.getLogger("thinkmeter")
 
@@ -51,6 +52,7 @@ def instrument(
     providers: dict[str, str] | None = None,
     collect_gpu: bool = False,
     engines: Sequence[str | dict[str, str]] = (),
+    budgets: str | Path | None = None,
     **unknown: Any,
 ) -> list[str]:
     """Trace every call of the installed LLM SDKs; returns the SDKs it patched.
@@ -66,6 +68,9 @@ def instrument(
     `collect_gpu` samples this host's GPUs (NVML) and `engines` scrapes inference-engine /metrics URLs
     in a background thread: their readings go to the metrics tables and onto the spans of calls to
     those engines (KV-cache usage, queue, GPU load at request start).
+    `budgets` (THINKMETER_BUDGETS) is a budget policy file: caps per task class injected as each
+    provider's own knobs, streams cut off past them, tenants refused past their window, raising
+    `thinkmeter.BudgetExceeded` (or, with `mode: observe`, only recorded).
     A bad setting (unknown keyword included) is logged and leaves the application running untraced.
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
@@ -88,6 +93,7 @@ def instrument(
                 providers=providers,
                 collect_gpu=collect_gpu,
                 engines=engines,
+                budgets=Path(budgets) if budgets is not None else None,
                 **unknown,
             )
         except Exception as error:
@@ -131,7 +137,7 @@ def _instrument_locked(
         _state.processor = processor
         atexit.register(flush)
     content = ContentCapture(settings.content_max_chars, settings.redact) if settings.capture_content else None
-    telemetry = Telemetry(tracer_provider, meter_provider, prices, capture_content=content)
+    telemetry = Telemetry(tracer_provider, meter_provider, prices, capture_content=content, budgets=_budgets(settings, prices))
     patcher = Patcher()
     _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
     _state.patcher = patcher
@@ -143,6 +149,21 @@ def _instrument_locked(
         )
         atexit.register(_state.collectors.stop)
     return list(_state.instrumented)
+
+
+def _budgets(settings: Any, prices: Any) -> Any:
+    """The runtime of the budget policy file, if one is set; a bad file stops instrument() here."""
+    if settings.budgets is None:
+        return None
+    from thinkmeter.budgets.policy import load_policy
+    from thinkmeter.budgets.windows import TenantWindows
+    from thinkmeter.instrumentation._budget import Budgets
+
+    loaded = load_policy(settings.budgets)
+    policy = loaded.policy
+    windows = TenantWindows(settings.data_dir, policy.tenant_window_s) if policy.tenants else None
+    logger.info("thinkmeter: budget policy %s in %s mode", loaded.path, policy.mode)
+    return Budgets(loaded, windows, prices)
 
 
 def uninstrument() -> None:
