@@ -48,6 +48,15 @@ CREATE TABLE IF NOT EXISTS {{database}}.llm_calls {{on_cluster}}(
     engine_requests_waiting Nullable(UInt32),
     gpu_utilization Nullable(Float64),
     gpu_memory_used_bytes Nullable(UInt64),
+    -- Budgets: the policy line that acted (or, in observe mode, would have), the knobs injected into the
+    -- request, a stream cut off or a call refused (or what would have been), and the running cost at the cut.
+    budget_line LowCardinality(String),
+    budget_injected Array(String),
+    budget_cut UInt8,
+    budget_would_cut UInt8,
+    budget_rejected UInt8,
+    budget_would_reject UInt8,
+    budget_cut_cost_usd Nullable(Float64),
     INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1
 ) ENGINE = {{engine:MergeTree}}
 PARTITION BY toYYYYMM(Timestamp)
@@ -104,7 +113,14 @@ AS SELECT
     toUInt32OrNull(SpanAttributes['thinkmeter.engine.requests.running']) AS engine_requests_running,
     toUInt32OrNull(SpanAttributes['thinkmeter.engine.requests.waiting']) AS engine_requests_waiting,
     toFloat64OrNull(SpanAttributes['thinkmeter.gpu.utilization']) AS gpu_utilization,
-    toUInt64OrNull(SpanAttributes['thinkmeter.gpu.memory.used_bytes']) AS gpu_memory_used_bytes
+    toUInt64OrNull(SpanAttributes['thinkmeter.gpu.memory.used_bytes']) AS gpu_memory_used_bytes,
+    SpanAttributes['thinkmeter.budget.line'] AS budget_line,
+    JSONExtract(SpanAttributes['thinkmeter.budget.injected'], 'Array(String)') AS budget_injected,
+    SpanAttributes['thinkmeter.budget.cut'] = 'true' AS budget_cut,
+    SpanAttributes['thinkmeter.budget.would_cut'] = 'true' AS budget_would_cut,
+    SpanAttributes['thinkmeter.budget.rejected'] = 'true' AS budget_rejected,
+    SpanAttributes['thinkmeter.budget.would_reject'] = 'true' AS budget_would_reject,
+    toFloat64OrNull(SpanAttributes['thinkmeter.budget.cut_cost_usd']) AS budget_cut_cost_usd
 FROM {{database}}.otel_traces
 -- thinkmeter's own spans only: SDKs that trace themselves (anthropic 2.x) or other GenAI
 -- instrumentations also write gen_ai.* spans, and counting them would bill a call twice.

@@ -208,7 +208,7 @@ def describe(loaded: LoadedPolicy) -> str:
                 out.append(f"    stream  cut past {field} = {value:g}")
     out.append(f"  tenant windows: {policy.tenant_window} (aligned to UTC)")
     for tenant, limits in policy.tenants.items():
-        caps = ", ".join(f"{k} = {v:g}" for k, v in limits.model_dump(exclude_none=True).items()) or "no limits"
+        caps = ", ".join(f"{k} = {v}" for k, v in limits.model_dump(exclude_none=True).items()) or "no limits"
         out.append(f"    tenants.{tenant} ({loaded.location('tenants.' + tenant)}): {caps}")
     return "\n".join(out)
 
