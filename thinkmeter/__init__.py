@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from thinkmeter._version import __version__
 from thinkmeter.budgets import BudgetExceeded
 from thinkmeter.instrumentation._tags import tags
 
-__version__ = "0.1.0"
 __all__ = ["instrument", "uninstrument", "flush", "tags", "BudgetExceeded", "__version__"]
 
 logger = logging.getLogger("thinkmeter")
@@ -119,6 +119,7 @@ def _instrument_locked(
 
     settings = Settings.from_env(**options)
     prices = PriceTable.load(settings.price_file)  # a bad price file stops here, before anything is set up
+    budgets = _budgets(settings, prices)  # and so does a bad budget policy
     if tracer_provider is None:
         tracer_provider = trace.get_tracer_provider()
         if isinstance(tracer_provider, ProxyTracerProvider):  # nobody set one: ours becomes global
@@ -137,17 +138,23 @@ def _instrument_locked(
         _state.processor = processor
         atexit.register(flush)
     content = ContentCapture(settings.content_max_chars, settings.redact) if settings.capture_content else None
-    telemetry = Telemetry(tracer_provider, meter_provider, prices, capture_content=content, budgets=_budgets(settings, prices))
-    patcher = Patcher()
-    _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
-    _state.patcher = patcher
+    request_context = None
     if collect_gpu or engines:
-        from thinkmeter.collectors import start_collectors
+        from thinkmeter.collectors.context import engine_context_attributes
+        from thinkmeter.collectors.runner import start_collectors
 
         _state.collectors = start_collectors(
             settings if settings.exporter == "clickhouse" else None, collect_gpu=collect_gpu, engines=engines
         )
         atexit.register(_state.collectors.stop)
+        # Calls to the watched engines carry the pressure these collectors last saw.
+        request_context = engine_context_attributes
+    telemetry = Telemetry(
+        tracer_provider, meter_provider, prices, capture_content=content, request_context=request_context, budgets=budgets
+    )
+    patcher = Patcher()
+    _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
+    _state.patcher = patcher
     return list(_state.instrumented)
 
 
