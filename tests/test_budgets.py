@@ -606,3 +606,51 @@ def test_observe_mode_records_a_would_reject(budgeted: Budgeted, sim: Simulator,
     attrs = spans.only_attributes()
     assert attrs[sc.BUDGET_WOULD_REJECT] is True and attrs[sc.BUDGET_LINE] == "tenants.acme.daily_usd"
     assert attrs[sc.BUDGET_REACHED] == 2.0 and attrs[sc.BUDGET_CAP] == 1.0
+
+
+# ------------------------------------------------------------------------------------ store and report
+
+
+def test_cuts_and_observed_cuts_reach_the_store_and_the_report(
+    sim: Simulator, store_settings: Settings, traced: Any, service_name: str, tmp_path: Path
+) -> None:
+    """One policy line, run once enforced (cut) and once observed (ran on): the report counts both and
+    estimates what the cut saved from what the observed call cost past the same point."""
+    from thinkmeter.reports import budget_report
+    from thinkmeter.store import store_session
+
+    task_class = f"class-{service_name}"
+    provider, processor = traced()
+    client = _openai(sim)
+    for mode in ("enforce", "observe"):
+        policy = tmp_path / f"{mode}.yaml"
+        policy.write_text(f"task_classes:\n  {task_class}: {{max_reasoning_tokens: {CAP}}}\nmode: {mode}\n")
+        thinkmeter.uninstrument()
+        thinkmeter.instrument(tracer_provider=provider, exporter="none", budgets=policy, providers={"127.0.0.1": "vllm"})
+        try:
+            with thinkmeter.tags(task_class=task_class):
+                for _ in client.chat.completions.create(model="o4-mini", messages=MESSAGES, stream=True, extra_headers=RUNAWAY.headers()):
+                    pass
+        except thinkmeter.BudgetExceeded:
+            assert mode == "enforce"
+    thinkmeter.uninstrument()
+    assert processor.force_flush()
+    line = f"task_classes.{task_class}.max_reasoning_tokens"
+    rows = query_rows(
+        store_settings,
+        "SELECT budget_cut, budget_would_cut, budget_line, budget_injected, reasoning_tokens, cost_usd, budget_cut_cost_usd "
+        "FROM llm_calls WHERE task_class = {c:String} ORDER BY budget_cut DESC",
+        {"c": task_class},
+    )
+    cut, observed = rows
+    assert (cut["budget_cut"], cut["budget_line"], cut["budget_injected"]) == (1, line, [f"max_tokens={CAP + 4096}"])
+    # A chat stream reports its input only at the end: the cut call's cost is unknown, not 0; the running
+    # cost at the cut prices the tokens seen.
+    assert cut["cost_usd"] is None and cut["budget_cut_cost_usd"] == pytest.approx(cut["reasoning_tokens"] * 4.4e-6)
+    assert (observed["budget_would_cut"], observed["budget_injected"], observed["reasoning_tokens"]) == (1, [], RUNAWAY.reasoning_tokens)
+    with store_session(store_settings) as session:
+        (entry,) = [r for r in budget_report(session, 3600)["by_line"] if r["line"] == line]
+    saved = observed["cost_usd"] - observed["budget_cut_cost_usd"]
+    assert (entry["cuts"], entry["would_cut"], entry["rejected"]) == (1, 1, 0)
+    assert entry["would_save_usd"] == pytest.approx(saved, abs=1e-6)
+    assert entry["est_saved_usd"] == pytest.approx(saved, abs=1e-6)
