@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--time-scale", type=float, default=0.005, help="simulated seconds -> wall seconds (default 0.005: 60 s of thinking plays in 0.3 s)"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--budget-calls", type=int, default=400, help="calls of the second pass, under a budget policy (default 400)")
     parser.set_defaults(func=run)
 
 
@@ -30,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     # anthropic 2.x traces its own calls; llm_calls would count those spans as second calls.
     os.environ.setdefault("ANTHROPIC_OPEN_TELEMETRY", "false")
     from thinkmeter import demo, reports
+    from thinkmeter.budgets.demo import format_budget_pass, run_budget_pass
     from thinkmeter.cli.report import format_report
     from thinkmeter.config import Settings
     from thinkmeter.store import store_label, store_session
@@ -55,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
             f"  time to first visible token vs simulator: median error {statistics.median(errors) * 1000:.1f} ms,"
             f" max {errors[-1] * 1000:.1f} ms over {len(errors)} streamed calls"
         )
+    print()
+    budget_pass = run_budget_pass(settings, args.budget_calls, args.concurrency, args.time_scale, args.seed + 1)
+    print(format_budget_pass(budget_pass))
     with store_session(settings) as client:
         report = reports.spend_report(client, window_s=3600)
     print()
