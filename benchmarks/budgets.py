@@ -16,13 +16,16 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import statistics
+import sys
 import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hot_path import per_op_us  # noqa: E402
 
 from thinkmeter.budgets.policy import load_policy
 from thinkmeter.budgets.windows import FILE_NAME, TenantWindows, window_start, write_atomically
@@ -31,16 +34,6 @@ from thinkmeter.instrumentation._tags import tags
 from thinkmeter.instrumentation._telemetry import Call, Telemetry
 from thinkmeter.pricing import PriceTable
 from thinkmeter.schemas.record import CallRecord
-
-
-def per_op_us(fn: Callable[[], Any], loops: int, repeat: int) -> float:
-    runs = []
-    for _ in range(repeat):
-        start = time.thread_time_ns()
-        for _ in range(loops):
-            fn()
-        runs.append((time.thread_time_ns() - start) / loops / 1000)
-    return statistics.median(runs)
 
 
 def published(tenants: int) -> bytes:
