@@ -480,6 +480,43 @@ def test_hidden_reasoning_is_cut_at_its_thinking_time(budgeted: Budgeted, sim: S
     assert span.attributes[sc.BUDGET_CUT] is True and span.attributes[sc.BUDGET_CAP] == 0.3
 
 
+def test_async_hidden_reasoning_is_cut_at_its_thinking_time(budgeted: Budgeted, sim: Simulator) -> None:
+    spans = budgeted("task_classes:\n  lookup: {max_thinking_s: 0.3}\n")
+
+    async def run() -> float:
+        client = openai.AsyncOpenAI(base_url=sim.base_url, api_key="x", max_retries=0)
+        started = time.monotonic()
+        with thinkmeter.tags(task_class="lookup"), pytest.raises(thinkmeter.BudgetExceeded):
+            stream = await client.chat.completions.create(
+                model="o4-mini", messages=MESSAGES, stream=True, extra_headers=HIDDEN_RUNAWAY.headers()
+            )
+            async for _ in stream:
+                pass
+        waited = time.monotonic() - started
+        await client.close()
+        return waited
+
+    waited = asyncio.run(run())
+    assert 0.3 <= waited < HIDDEN_RUNAWAY.first_visible_s * sim.time_scale
+    reply = _closed_by_client(sim)
+    assert reply.client_closed_s < HIDDEN_RUNAWAY.first_visible_s * sim.time_scale
+    gc.collect()
+    (span,) = spans.all()
+    assert span.attributes[sc.BUDGET_CUT] is True and span.attributes[sc.BUDGET_LINE] == "task_classes.lookup.max_thinking_s"
+
+
+def test_observe_mode_marks_a_hidden_stream_at_its_thinking_time(budgeted: Budgeted, sim: Simulator) -> None:
+    spans = budgeted("task_classes:\n  lookup: {max_thinking_s: 0.3}\nmode: observe\n")
+    scenario = HIDDEN_RUNAWAY.model_copy(update={"thinking_s": 60})
+    with thinkmeter.tags(task_class="lookup"):
+        for _ in _openai(sim).chat.completions.create(model="o4-mini", messages=MESSAGES, stream=True, extra_headers=scenario.headers()):
+            pass
+    assert sim.replies[-1].outcome == "completed"
+    attrs = spans.only_attributes()
+    assert attrs[sc.BUDGET_WOULD_CUT] is True and attrs[sc.BUDGET_LINE] == "task_classes.lookup.max_thinking_s"
+    assert attrs[sc.BUDGET_REACHED] >= 0.3 and attrs[sc.REASONING_TOKENS] == scenario.reasoning_tokens
+
+
 def test_running_cost_cap_cuts(budgeted: Budgeted, sim: Simulator) -> None:
     # claude-sonnet-4-5: $3 / M input, $15 / M output. 200 input tokens cost $0.0006; the cap is passed
     # once the estimated thinking passes (0.001 - 0.0006) / 15e-6 = 26.7 tokens.

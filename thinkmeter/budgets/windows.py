@@ -79,6 +79,17 @@ class TenantWindowPublisher:
         return document
 
 
+def tenant_window_publisher(
+    data_dir: Path, policy_file: Path | None, query: Callable[[str, dict[str, Any]], list[dict[str, Any]]]
+) -> TenantWindowPublisher:
+    """serve's tenant-window job: windows of the policy's `tenant_window` (THINKMETER_BUDGETS or
+    `serve --budgets`), a UTC day without one. Applications whose policy asks for another length fail open."""
+    from thinkmeter.budgets.policy import load_policy
+
+    window_s = load_policy(policy_file).policy.tenant_window_s if policy_file is not None else 86400
+    return TenantWindowPublisher(data_dir, window_s, query)
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
