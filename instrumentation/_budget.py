@@ -279,13 +279,14 @@ class StreamMeter:
 # ------------------------------------------------------------------------------ thinking-time watchdog
 
 
-def connection_socket(stream: Any) -> socket.socket | None:
-    """The socket under an SDK stream (openai/anthropic: an httpx response), or None."""
+def connection_socket(stream: Any) -> Any:
+    """The socket under an SDK stream (openai/anthropic: an httpx response), or None: a socket.socket
+    for sync clients, asyncio's TransportSocket (which also has shutdown()) for async ones."""
     response = getattr(stream, "response", None)
     extensions = getattr(response, "extensions", None)
     network_stream = extensions.get("network_stream") if isinstance(extensions, dict) else None
     sock = network_stream.get_extra_info("socket") if network_stream is not None else None
-    return sock if isinstance(sock, socket.socket) else None
+    return sock if callable(getattr(sock, "shutdown", None)) else None
 
 
 class _Watchdog:
@@ -294,7 +295,7 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, weakref.ref, socket.socket | None]] = []
+        self._heap: list[tuple[float, int, weakref.ref, Any]] = []
         self._count = 0
         self._pid: int | None = None
 
