@@ -23,9 +23,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clickhouse_connect.driver.client import Client
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
@@ -41,7 +40,9 @@ from thinkmeter.segments import (
     pending_segments,
     trace_block,
 )
-from thinkmeter.store import ensure_schema, open_client, store_database, store_label
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +228,7 @@ class _SegmentSink:
 
     def __init__(self, settings: Settings):
         self._writer = SegmentWriter(settings.segments_dir, settings.segments_max_bytes)
+        self.label = f"segments directory {settings.segments_dir}"
 
     def put(self, columns: dict[str, list[Any]]) -> None:
         self._writer.write(TRACES_TABLE, trace_block(columns))
@@ -245,7 +247,10 @@ class _ServerSink:
     _MAX_BACKOFF_S = 60.0
 
     def __init__(self, settings: Settings):
+        from thinkmeter.store import store_database, store_label  # clickhouse-connect: only in server mode
+
         self._settings = settings
+        self.label = store_label(settings)
         self._database = store_database(settings)
         self._writer = SegmentWriter(settings.segments_dir, settings.segments_max_bytes)
         self._client: Client | None = None
@@ -254,6 +259,8 @@ class _ServerSink:
 
     def _connected(self) -> Client:
         if self._client is None:
+            from thinkmeter.store import ensure_schema, open_client
+
             client = open_client(self._settings)
             try:
                 ensure_schema(client, self._settings)
@@ -423,7 +430,7 @@ class ClickHouseSpanProcessor(SpanProcessor):
             if not self._failing:
                 log.warning(
                     "thinkmeter: could not write spans to the %s (%s: %s); they are kept in %s and retried",
-                    store_label(self._settings),
+                    self._sink.label,
                     type(exc).__name__,
                     exc,
                     self._settings.segments_dir,
@@ -431,7 +438,7 @@ class ClickHouseSpanProcessor(SpanProcessor):
             self._failing = True
             return False
         if self._failing:
-            log.info("thinkmeter: span export to the %s works again", store_label(self._settings))
+            log.info("thinkmeter: span export to the %s works again", self._sink.label)
             self._failing = False
         if not lost:
             self._segments_failing = False
