@@ -121,6 +121,7 @@ class Serve:
     def add_jobs(self, client: Any) -> None:
         """serve's own periodic work; each job gets its own engine handle."""
         self.scheduler.add("ingest", self.options.ingest_interval_s, lambda: self._ingest(client), final=True)
+        self._add_tenant_windows()
         if self.options.engines or self.options.gpu:
             self._add_collectors()
         if self.options.alerts:
@@ -138,6 +139,19 @@ class Serve:
             self.ingested_rows += rows
             seconds = time.perf_counter() - started
             log.info("thinkmeter serve: ingested %d rows in %.3f s (%.0f rows/s)", rows, seconds, rows / max(seconds, 1e-9))
+
+    def _add_tenant_windows(self) -> None:
+        """Each tenant's spend and reasoning in the current budget window, for the applications to read
+        (thinkmeter/budgets/windows.py); the window length comes from the budget policy, if serve has one."""
+        from thinkmeter.budgets.windows import tenant_window_publisher
+
+        job_client = self._job_client()
+        publisher = tenant_window_publisher(
+            self.settings.data_dir,
+            self.settings.budgets,
+            lambda sql, parameters: list(job_client.query(sql, parameters=parameters).named_results()),
+        )
+        self.scheduler.add(publisher.name, publisher.interval_s, publisher)
 
     def _add_collectors(self) -> None:
         from thinkmeter.collectors.gpu import GpuCollector
