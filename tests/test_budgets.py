@@ -559,13 +559,15 @@ def _publish(settings: Settings, window_s: int) -> dict[str, Any]:
     return TenantWindowPublisher(settings.data_dir, window_s, lambda sql, params: query_rows(settings, sql, params))()
 
 
-def test_tenant_over_its_window_is_refused_then_recovers_when_it_rolls(
+def test_tenant_over_its_window_is_refused_before_anything_is_sent(
     sim: Simulator, store_settings: Settings, traced: Any, service_name: str, tmp_path: Path
 ) -> None:
-    window_s = 10  # room for a first store open, a publish and the app's 2 s refresh on a loaded machine
+    """In one process: the spend goes into the store, the real publisher writes the window file (serve's
+    job, here called by hand), the application refuses the tenant's next call. `test_budgets_serve.py`
+    does the same with serve and the application in processes of their own, and the window rolling."""
     tenant = f"tenant-{service_name}"
     policy = tmp_path / "budgets.yaml"
-    policy.write_text(f"tenants:\n  {tenant}: {{daily_usd: 0.0000001}}\ntenant_window: {window_s}s\n")
+    policy.write_text(f"tenants:\n  {tenant}: {{daily_usd: 0.0000001}}\n")
     provider, processor = traced()
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -578,11 +580,9 @@ def test_tenant_over_its_window_is_refused_then_recovers_when_it_rolls(
             client.chat.completions.create(model="o4-mini", messages=MESSAGES, extra_headers=Scenario().headers())
 
     try:
-        # Start early in a window, so the spend, its publication and the refusal fall in the same one.
-        time.sleep(window_s - time.time() % window_s + 0.05)
         call()  # spends: nothing published yet
         assert processor.force_flush()
-        document = _publish(store_settings, window_s)
+        document = _publish(store_settings, 86400)
         assert document["tenants"][tenant]["calls"] == 1
         served = len(sim.replies)
         time.sleep(2.1)  # the app looks at the file at most every 2 s
@@ -590,15 +590,39 @@ def test_tenant_over_its_window_is_refused_then_recovers_when_it_rolls(
             call()
         assert len(sim.replies) == served  # refused before anything was sent
         assert raised.value.line == f"tenants.{tenant}.daily_usd" and not raised.value.cut and raised.value.tenant == tenant
+        assert raised.value.location == "budgets.yaml:2" and raised.value.source == "store"
         refused = dict(memory.get_finished_spans()[-1].attributes or {})
         assert refused[sc.BUDGET_REJECTED] is True and sc.OUTPUT_TOKENS not in refused
-        # The window rolls: the published figures are for the last one, so calls go through again.
-        time.sleep(document["window_end"] - time.time() + 0.05)
-        call()
-        assert len(sim.replies) == served + 1
-        assert _publish(store_settings, window_s)["tenants"].get(tenant) is None
     finally:
         thinkmeter.uninstrument()
+
+
+def test_figures_of_a_past_window_no_longer_count(store_settings: Settings, traced: Any, service_name: str, sim: Simulator) -> None:
+    """Serve's clock and the application's, moved one window on: before serve publishes the new window
+    the application already counts the tenant from zero; serve's next publication has no spend for it."""
+    from thinkmeter.budgets.windows import TenantWindows
+
+    tenant = f"tenant-{service_name}"
+    provider, processor = traced()
+    thinkmeter.uninstrument()
+    thinkmeter.instrument(tracer_provider=provider, exporter="none")
+    with thinkmeter.tags(tenant=tenant):
+        _openai(sim).chat.completions.create(model="o4-mini", messages=MESSAGES, extra_headers=Scenario().headers())
+    thinkmeter.uninstrument()
+    assert processor.force_flush()
+    now = [time.time()]
+    query = lambda sql, params: query_rows(store_settings, sql, params)  # noqa: E731
+    publisher = TenantWindowPublisher(store_settings.data_dir, 3600, query, clock=lambda: now[0])
+    # Fresh for as long as the test moves the clock; serve republishes every 2 s.
+    windows = TenantWindows(store_settings.data_dir, 3600, stale_after_s=7200, clock=lambda: now[0])
+    publisher()
+    spent = windows.figures(tenant)
+    assert spent is not None and spent.cost_usd > 0
+    now[0] += 3600
+    rolled = windows.figures(tenant)
+    assert rolled is not None and (rolled.cost_usd, rolled.reasoning_tokens) == (0.0, 0)
+    publisher()
+    assert tenant not in json.loads((store_settings.data_dir / FILE_NAME).read_text())["tenants"]
 
 
 def test_tenant_limits_fail_open_without_serve_and_say_so_once(

@@ -77,14 +77,15 @@ LIMIT {limit:UInt32}
 # generated), so it is estimated from the same line's observe-mode calls of the trailing 7 days, which
 # ran to the end: their cost minus their running cost at the point of the cut (NULL without any). A
 # refused call is estimated at the mean cost of its tenant's calls that went through in the window.
+# (The joined figures are Nullable, so a line or tenant without any joins as NULL, not 0.)
 _BUDGETS = """
 WITH observed AS (
-    SELECT budget_line, avg(cost_usd - budget_cut_cost_usd) AS saved_per_cut
+    SELECT budget_line, CAST(avg(cost_usd - budget_cut_cost_usd) AS Nullable(Float64)) AS saved_per_cut
     FROM llm_calls WHERE Timestamp >= now64(9) - toIntervalDay(7) AND budget_would_cut AND budget_cut_cost_usd IS NOT NULL
     GROUP BY budget_line
 ),
 tenant_calls AS (
-    SELECT tenant, avg(cost_usd) AS cost_per_call FROM llm_calls WHERE {window} AND NOT budget_rejected GROUP BY tenant
+    SELECT tenant, CAST(avg(cost_usd) AS Nullable(Float64)) AS cost_per_call FROM llm_calls WHERE {window} AND NOT budget_rejected GROUP BY tenant
 )
 SELECT
     c.budget_line AS line,
@@ -103,7 +104,6 @@ LEFT JOIN observed ON c.budget_line = observed.budget_line
 LEFT JOIN tenant_calls ON c.tenant = tenant_calls.tenant
 WHERE {window} AND c.budget_line != ''
 GROUP BY line ORDER BY cuts + rejected DESC, would_cut + would_reject DESC, line
-SETTINGS join_use_nulls = 1
 """
 
 _INJECTED = """
