@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from thinkmeter._version import __version__
 from thinkmeter.instrumentation._content import ContentCapture
 from thinkmeter.instrumentation._tags import current_tag_attributes
-from thinkmeter.pricing import PriceTable
+from thinkmeter.pricing import Cost, PriceTable
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.contract import RECORD_ATTRIBUTES
 from thinkmeter.schemas.record import CallRecord
@@ -97,7 +97,7 @@ class Telemetry:
             record.error_type = type(error).__qualname__
         usage = record.usage
         if record.cost_usd is None:
-            cost = self.prices.cost(record.response_model or record.request_model, usage)
+            cost = self._cost(record)
             if cost is not None:
                 record.cost_usd, record.reasoning_cost_usd = cost.total_usd, cost.reasoning_usd
                 record.cost_source = "price_table"
@@ -107,6 +107,19 @@ class Telemetry:
         attrs.update(current_tag_attributes())
         self._record_metrics(record, duration_s)
         self.emit_span(record, parent, start_ns, attrs)
+
+    def _cost(self, record: CallRecord) -> Cost | None:
+        model = record.response_model or record.request_model
+        if not record.usage_by_model:
+            return self.prices.cost(record.provider, model, record.usage)
+        total = reasoning = 0.0
+        for part_model, part in record.usage_by_model:
+            cost = self.prices.cost(record.provider, part_model or model, part)
+            if cost is None:
+                return None  # one part unpriced: the call's cost is unknown, not understated
+            total += cost.total_usd
+            reasoning += cost.reasoning_usd or 0.0
+        return Cost(total, reasoning if record.usage.reasoning_tokens is not None else None)
 
     def _record_metrics(self, record: CallRecord, duration_s: float) -> None:
         dims: dict[str, Any] = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}

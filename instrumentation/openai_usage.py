@@ -104,9 +104,7 @@ def read_chat_usage(record: CallRecord, usage: Any, timings: Any, reasoning_char
     """
     if usage is not None:
         record.usage = chat_usage(usage, chat_flavour(record.provider))
-        cost = number(usage, "cost")  # OpenRouter bills the call in its usage
-        if cost is not None:
-            record.cost_usd, record.cost_source = cost, "reported"
+        read_reported_cost(record, usage)
         _set_seconds(record, usage, GROQ_USAGE_TIMES)
     if timings is not None:
         if record.usage.cache_read_tokens is None:
@@ -117,6 +115,13 @@ def read_chat_usage(record: CallRecord, usage: Any, timings: Any, reasoning_char
         estimate_reasoning(counted, visible_chars)
         if not counted.reasoning_tokens:  # the answer estimate ate it all: fall back on the reasoning text
             estimate_reasoning_from_text(counted, reasoning_chars)
+
+
+def read_reported_cost(record: CallRecord, usage: Any) -> None:
+    """OpenRouter bills the call in its usage (`usage.cost`, USD), on chat completions and Responses."""
+    cost = number(usage, "cost")
+    if cost is not None:
+        record.cost_usd, record.cost_source = cost, "reported"
 
 
 def _set_seconds(record: CallRecord, source: Any, names: tuple[tuple[str, str], ...], scale: float = 1.0) -> None:

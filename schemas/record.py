@@ -64,6 +64,9 @@ class CallRecord(BaseModel):
     response_id: str | None = None
     finish_reasons: tuple[str, ...] | None = None
     usage: Usage = Field(default_factory=Usage)
+    # Parts of `usage` billed at another model's rates (Anthropic's advisor iterations), each with its
+    # model (None: the call's own); empty when the call's model priced all of it.
+    usage_by_model: tuple[tuple[str | None, Usage], ...] = ()
 
     # Seconds from the start of the SDK call (not from the response headers)
     time_to_first_chunk: float | None = None
