@@ -83,6 +83,9 @@ TAG_ATTRIBUTES: Final = {
 
 ERROR_TYPE: Final = "error.type"
 
+# True when the call ended on its output cap with no visible output: billed reasoning, no answer.
+ANSWER_LOST: Final = "thinkmeter.answer_lost"
+
 # Engine and GPU state at request start (calls to a self-hosted engine that a collector watches)
 ENGINE_KV_CACHE_USAGE: Final = "thinkmeter.engine.kv_cache.usage"
 ENGINE_REQUESTS_RUNNING: Final = "thinkmeter.engine.requests.running"

@@ -201,12 +201,30 @@ def expected_reply(interaction: Interaction) -> Expected:
     else:
         events = [json.loads(interaction.body)]
     if api == "chat":
-        return _chat(events)
-    if api == "responses":
-        return _responses(events)
-    if api == "messages":
-        return _messages(events, interaction.streamed)
-    return _gemini(events)
+        expected = _chat(events)
+    elif api == "responses":
+        expected = _responses(events)
+    elif api == "messages":
+        expected = _messages(events, interaction.streamed)
+    else:
+        expected = _gemini(events)
+    _answer_lost(expected)
+    return expected
+
+
+def _answer_lost(expected: Expected) -> None:
+    """Ended on the output cap (chat `length`, Anthropic `max_tokens`, Gemini `MAX_TOKENS`, Responses
+    `max_output_tokens`) with nothing visible: output all reasoning. Unasserted where reasoning is unreported."""
+    reasons = expected.attributes.get("gen_ai.response.finish_reasons")
+    if not reasons:
+        return
+    if not {"length", "max_tokens", "max_output_tokens"} & set(reasons):
+        expected.attributes["thinkmeter.answer_lost"] = False
+        return
+    output = expected.attributes.get("gen_ai.usage.output_tokens")
+    reasoning = expected.attributes.get("gen_ai.usage.reasoning.output_tokens")
+    if output is not None and reasoning is not None:
+        expected.attributes["thinkmeter.answer_lost"] = output == reasoning
 
 
 def _set(expected: Expected, name: str, value: Any) -> None:

@@ -94,6 +94,7 @@ EXPECTED_COLUMNS: dict[str, Any] = {
     "cost_source": "reported",
     **TAGS,
     "error_type": "TimeoutError",
+    "answer_lost": False,
     "engine_kv_cache_usage": 0.75,
     "engine_requests_running": 6,
     "engine_requests_waiting": 2,

@@ -76,6 +76,12 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [f"  {key:<26} {_cell(value)}" for key, value in totals.items()]
     for column, rows in report["by"].items():
         lines += ["", f"By {column.replace('_', ' ')}", format_table(rows)]
+    lost = report["answer_lost"]
+    lines += [
+        "",
+        f"Answers lost to reasoning (output cap hit while thinking, nothing visible, billed): {sum(r['answers_lost'] for r in lost)} calls",
+        format_table(lost),
+    ]
     lines += ["", "Latency of streamed calls: time to first token (ttft) vs first visible token (ttfvt)", format_table(report["latency"])]
     return "\n".join(lines)
 
