@@ -53,6 +53,7 @@ def instrument(
     queue_size: int | None = None,
     batch_size: int | None = None,
     flush_interval_s: float | None = None,
+    segments_max_bytes: int | None = None,
 ) -> list[str]:
     """Trace every call of the installed LLM SDKs; returns the SDKs it patched.
 
@@ -69,7 +70,8 @@ def instrument(
     THINKMETER_COLLECT_INTERVAL): their readings go to the metrics tables and onto the spans of calls to
     those engines (KV-cache usage, queue, GPU load at request start).
     `queue_size` (pending spans before new ones are dropped and counted), `batch_size` (spans per
-    insert) and `flush_interval_s` tune the background export.
+    insert), `flush_interval_s` and `segments_max_bytes` (rows waiting for `thinkmeter serve` before new
+    ones are dropped and counted) tune the background export.
     An unknown keyword raises TypeError, as in any Python call; a bad value or environment setting is
     logged and leaves the application running untraced.
     """
@@ -96,6 +98,7 @@ def instrument(
                 queue_size=queue_size,
                 batch_size=batch_size,
                 flush_interval_s=flush_interval_s,
+                segments_max_bytes=segments_max_bytes,
             )
         except Exception as error:
             # A configuration mistake must not take the application down: say it once, run untraced.
