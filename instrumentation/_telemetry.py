@@ -13,6 +13,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from thinkmeter.collectors.context import engine_context_attributes
 from thinkmeter.instrumentation._content import ContentCapture
 from thinkmeter.instrumentation._tags import current_tag_attributes
+from thinkmeter.instrumentation._task import current_task
 from thinkmeter.pricing import PriceTable
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord
@@ -132,6 +133,9 @@ class Telemetry:
                 record.cost_source = "unknown_price"
         attrs = record_attributes(record)
         attrs.update(current_tag_attributes())
+        task = current_task()
+        if task is not None:
+            task.add(record)
         self._record_metrics(record, duration_s)
         self.emit_span(record, parent, start_ns, attrs)
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from thinkmeter.instrumentation._tags import tags
+from thinkmeter.instrumentation._task import record_outcome, task
 
 __version__ = "0.1.0"
-__all__ = ["instrument", "uninstrument", "flush", "tags", "__version__"]
+__all__ = ["instrument", "uninstrument", "flush", "tags", "task", "record_outcome", "__version__"]
 
 logger = logging.getLogger("thinkmeter")
 
@@ -108,6 +109,7 @@ def _instrument_locked(
     from thinkmeter.instrumentation._content import ContentCapture
     from thinkmeter.instrumentation._endpoints import EndpointResolver
     from thinkmeter.instrumentation._patch import Patcher
+    from thinkmeter.instrumentation._task import use_tracer
     from thinkmeter.instrumentation._telemetry import Telemetry
     from thinkmeter.pricing import PriceTable
 
@@ -132,6 +134,7 @@ def _instrument_locked(
         atexit.register(flush)
     content = ContentCapture(settings.content_max_chars, settings.redact) if settings.capture_content else None
     telemetry = Telemetry(tracer_provider, meter_provider, prices, capture_content=content)
+    use_tracer(telemetry.tracer)  # task and outcome spans
     patcher = Patcher()
     _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
     _state.patcher = patcher
@@ -149,9 +152,12 @@ def uninstrument() -> None:
     """Remove every patch and flush what is pending; `instrument()` may be called again after."""
     with _state.lock:
         if _state.patcher is not None:
+            from thinkmeter.instrumentation._task import use_tracer
+
             _state.patcher.unwrap_all()
             _state.patcher = None
             _state.instrumented = []
+            use_tracer(None)
         processor, _state.processor = _state.processor, None
         collectors, _state.collectors = _state.collectors, None
     if collectors is not None:

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS {{database}}.llm_calls {{on_cluster}}(
     session String CODEC(ZSTD(1)),
     feature LowCardinality(String),
     task_class LowCardinality(String),
+    task_id String CODEC(ZSTD(1)),
     error_type LowCardinality(String),
     -- What the engine and its GPUs were under when the call started (self-hosted engines with a collector).
     engine_kv_cache_usage Nullable(Float64),
@@ -99,6 +100,7 @@ AS SELECT
     SpanAttributes['thinkmeter.session'] AS session,
     SpanAttributes['thinkmeter.feature'] AS feature,
     SpanAttributes['thinkmeter.task_class'] AS task_class,
+    SpanAttributes['thinkmeter.task.id'] AS task_id,
     SpanAttributes['error.type'] AS error_type,
     toFloat64OrNull(SpanAttributes['thinkmeter.engine.kv_cache.usage']) AS engine_kv_cache_usage,
     toUInt32OrNull(SpanAttributes['thinkmeter.engine.requests.running']) AS engine_requests_running,
