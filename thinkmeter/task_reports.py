@@ -16,10 +16,10 @@ Definitions (every figure is per task class):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from thinkmeter.config import Settings
-from thinkmeter.store import query_rows
+if TYPE_CHECKING:
+    from thinkmeter.config import Settings
 
 SOLVED_SCORE = 0.5
 TASK_KEYS = (
@@ -28,24 +28,29 @@ TASK_KEYS = (
 )  # fmt: skip
 BUCKET_KEYS = ("budget_max_tokens", "tasks", "accuracy", "cost_per_solved_usd", "wall_p95_s")
 
-# One row per task: {window} filters the rows of each source table by their Timestamp.
-PER_TASK = """
-task_rows AS (
-    SELECT task_id, task_class, toUInt8(0) AS is_task_span, toUInt32(1) AS is_call,
+
+def per_task_sql(calls_where: str, spans_where: str, solved_score: str) -> str:
+    """The WITH clauses ending in `graded`: one row per task (task_id, task_class, service, started, calls,
+    cost, reasoning, budget_requested, reasoning_max, wall_s, has_outcome, is_solved). `calls_where` filters
+    llm_calls rows, `spans_where` task_spans rows; `solved_score` is an SQL expression."""
+    return f"""task_rows AS (
+    SELECT task_id, task_class, ServiceName, toUInt8(0) AS is_task_span, toUInt32(1) AS is_call,
         toUnixTimestamp64Nano(Timestamp) AS start_ns, start_ns + toInt64(round(duration_s * 1e9)) AS end_ns,
         cost_usd, toUInt32(cost_usd IS NULL AND output_tokens IS NOT NULL) AS unpriced,
         reasoning_tokens, toUInt32(reasoning_tokens IS NULL AND output_tokens IS NOT NULL) AS reasoning_unknown,
         CAST(coalesce(thinking_budget_tokens, max_tokens), 'Nullable(UInt64)') AS budget
-    FROM llm_calls WHERE task_id != '' AND {window}
+    FROM llm_calls WHERE task_id != '' AND {calls_where}
     UNION ALL
-    SELECT task_id, task_class, toUInt8(1), toUInt32(0),
+    SELECT task_id, task_class, ServiceName, toUInt8(1), toUInt32(0),
         toUnixTimestamp64Nano(Timestamp), toUnixTimestamp64Nano(Timestamp) + toInt64(round(duration_s * 1e9)),
         CAST(NULL, 'Nullable(Float64)'), toUInt32(0), CAST(NULL, 'Nullable(UInt64)'), toUInt32(0), CAST(NULL, 'Nullable(UInt64)')
-    FROM task_spans WHERE {window}
+    FROM task_spans WHERE {spans_where}
 ),
 per_task AS (
     SELECT task_id,
         argMax(task_class, (is_task_span, task_class != '')) AS task_class,
+        argMax(ServiceName, is_task_span) AS service,
+        fromUnixTimestamp64Nano(min(start_ns)) AS started,
         sum(is_call) AS calls,
         if(sum(unpriced) = 0, ifNull(sum(cost_usd), 0), NULL) AS cost,
         if(sum(reasoning_unknown) = 0, ifNull(sum(reasoning_tokens), 0), NULL) AS reasoning,
@@ -63,53 +68,49 @@ outcomes AS (
 ),
 graded AS (
     SELECT t.*, o.task_id != '' AS has_outcome,
-        has_outcome AND if(o.correct IS NOT NULL, o.correct = 1, o.score >= {solved_score:Float64}) AS is_solved
+        has_outcome AND if(o.correct IS NOT NULL, o.correct = 1, o.score >= {solved_score}) AS is_solved
     FROM per_task AS t LEFT JOIN outcomes AS o ON t.task_id = o.task_id
 )"""
 
-_TASKS = f"""
-WITH {PER_TASK}
-SELECT
-    task_class,
+
+# Figures over the rows of `graded`, for a GROUP BY (the class, a budget bucket, a time bucket).
+ACCURACY = "countIf(is_solved) / nullIf(countIf(has_outcome), 0)"
+COST_PER_SOLVED = "sumIf(cost, has_outcome AND cost IS NOT NULL) / nullIf(countIf(is_solved AND cost IS NOT NULL), 0)"
+BUDGET_BUCKET = "toUInt64(if(budget_requested IS NOT NULL, budget_requested, pow(2, ceil(log2(greatest(reasoning_max, 1))))))"
+BUDGETED = "has_outcome AND (budget_requested IS NOT NULL OR reasoning_max IS NOT NULL)"
+
+TASK_FIGURES = f"""task_class,
     count() AS tasks,
     countIf(has_outcome) AS with_outcome,
     countIf(is_solved) AS solved,
-    solved / nullIf(with_outcome, 0) AS accuracy,
-    sumIf(cost, cost IS NOT NULL) AS cost_known_usd,
-    if(countIf(cost IS NOT NULL) > 0, cost_known_usd, NULL) AS cost_usd,
-    cost_known_usd / nullIf(countIf(cost IS NOT NULL), 0) AS cost_per_task_usd,
-    sumIf(cost, has_outcome AND cost IS NOT NULL) / nullIf(countIf(is_solved AND cost IS NOT NULL), 0) AS cost_per_solved_usd,
+    {ACCURACY} AS accuracy,
+    if(countIf(cost IS NOT NULL) > 0, sumIf(cost, cost IS NOT NULL), NULL) AS cost_usd,
+    sumIf(cost, cost IS NOT NULL) / nullIf(countIf(cost IS NOT NULL), 0) AS cost_per_task_usd,
+    {COST_PER_SOLVED} AS cost_per_solved_usd,
     sum(calls) / tasks AS calls_per_task,
     sumIf(reasoning, reasoning IS NOT NULL) / nullIf(countIf(reasoning IS NOT NULL), 0) AS reasoning_tokens_per_task,
-    quantileExact(0.95)(wall_s) AS wall_p95_s
-FROM graded
-GROUP BY task_class
-ORDER BY task_class"""
+    quantileExact(0.95)(wall_s) AS wall_p95_s"""
+BUCKET_FIGURES = f"""count() AS tasks,
+    {ACCURACY} AS accuracy,
+    {COST_PER_SOLVED} AS cost_per_solved_usd,
+    quantileExact(0.95)(wall_s) AS wall_p95_s"""
 
-_BUDGET_CURVE = f"""
-WITH {PER_TASK}
-SELECT
-    task_class,
-    toUInt64(if(budget_requested IS NOT NULL, budget_requested, pow(2, ceil(log2(greatest(reasoning_max, 1)))))) AS budget_max_tokens,
-    count() AS tasks,
-    countIf(is_solved) AS solved,
-    solved / tasks AS accuracy,
-    sumIf(cost, cost IS NOT NULL) / nullIf(countIf(is_solved AND cost IS NOT NULL), 0) AS cost_per_solved_usd,
-    quantileExact(0.95)(wall_s) AS wall_p95_s
+_WINDOW = "Timestamp >= now64(9) - toIntervalSecond({window_s:UInt64})"
+_PER_TASK = per_task_sql(_WINDOW, _WINDOW, "{solved_score:Float64}")
+_TASKS = f"WITH {_PER_TASK}\nSELECT {TASK_FIGURES}\nFROM graded GROUP BY task_class ORDER BY task_class"
+_BUDGET_CURVE = f"""WITH {_PER_TASK}
+SELECT task_class, {BUDGET_BUCKET} AS budget_max_tokens, {BUCKET_FIGURES}
 FROM graded
-WHERE has_outcome AND (budget_requested IS NOT NULL OR reasoning_max IS NOT NULL)
-  AND ({{task_class:String}} = '' OR task_class = {{task_class:String}})
+WHERE {BUDGETED} AND ({{task_class:String}} = '' OR task_class = {{task_class:String}})
 GROUP BY task_class, budget_max_tokens
 ORDER BY task_class, budget_max_tokens"""
 
 
-def _window(window_s: int) -> str:
-    return "Timestamp >= now64(9) - toIntervalSecond({window_s:UInt64})"
-
-
 def tasks_report(settings: Settings, window_s: int, solved_score: float = SOLVED_SCORE) -> list[dict[str, Any]]:
     """One row per task class with exactly TASK_KEYS."""
-    rows = query_rows(settings, _TASKS.replace("{window}", _window(window_s)), {"window_s": window_s, "solved_score": solved_score})
+    from thinkmeter.store import query_rows
+
+    rows = query_rows(settings, _TASKS, {"window_s": window_s, "solved_score": solved_score})
     return [{key: row[key] for key in TASK_KEYS} for row in rows]
 
 
@@ -121,8 +122,10 @@ def budget_curve(
     solved_score: float = SOLVED_SCORE,
 ) -> dict[str, dict[str, Any]]:
     """{task_class: {"buckets": [...], "recommended": {...} or None}} over the tasks with an outcome."""
+    from thinkmeter.store import query_rows
+
     parameters = {"window_s": window_s, "solved_score": solved_score, "task_class": task_class or ""}
-    rows = query_rows(settings, _BUDGET_CURVE.replace("{window}", _window(window_s)), parameters)
+    rows = query_rows(settings, _BUDGET_CURVE, parameters)
     curves: dict[str, dict[str, Any]] = {}
     for row in rows:
         curve = curves.setdefault(row["task_class"], {"buckets": [], "recommended": None})
