@@ -10,19 +10,8 @@ CREATE TABLE IF NOT EXISTS {{database}}.task_spans {{on_cluster}}(
     SpanId String CODEC(ZSTD(1)),
     ServiceName LowCardinality(String),
     duration_s Float64,
-    task_id String CODEC(ZSTD(1)),
-    task_class LowCardinality(String),
-    parent_task_id String CODEC(ZSTD(1)),
-    calls UInt32,
-    errors UInt32,
-    input_tokens UInt64,
-    output_tokens UInt64,
-    reasoning_tokens UInt64,
-    cost_usd Float64,
-    unpriced_calls UInt32,
-    reasoning_unknown_calls UInt32,
-    outcome_correct Nullable(UInt8),
-    outcome_score Nullable(Float64),
+    -- Span attribute columns, generated from schemas/contract.py.
+{{columns:task_spans}},
     INDEX idx_task_id task_id TYPE bloom_filter(0.001) GRANULARITY 1
 ) ENGINE = {{engine:MergeTree}}
 PARTITION BY toYYYYMM(Timestamp)
@@ -38,19 +27,7 @@ AS SELECT
     SpanId,
     ServiceName,
     Duration / 1e9 AS duration_s,
-    SpanAttributes['thinkmeter.task.id'] AS task_id,
-    SpanAttributes['thinkmeter.task_class'] AS task_class,
-    SpanAttributes['thinkmeter.task.parent_id'] AS parent_task_id,
-    toUInt32OrZero(SpanAttributes['thinkmeter.task.calls']) AS calls,
-    toUInt32OrZero(SpanAttributes['thinkmeter.task.errors']) AS errors,
-    toUInt64OrZero(SpanAttributes['thinkmeter.task.usage.input_tokens']) AS input_tokens,
-    toUInt64OrZero(SpanAttributes['thinkmeter.task.usage.output_tokens']) AS output_tokens,
-    toUInt64OrZero(SpanAttributes['thinkmeter.task.usage.reasoning_tokens']) AS reasoning_tokens,
-    toFloat64OrZero(SpanAttributes['thinkmeter.task.cost.usd']) AS cost_usd,
-    toUInt32OrZero(SpanAttributes['thinkmeter.task.unpriced_calls']) AS unpriced_calls,
-    toUInt32OrZero(SpanAttributes['thinkmeter.task.reasoning_unknown_calls']) AS reasoning_unknown_calls,
-    multiIf(SpanAttributes['thinkmeter.task.outcome.correct'] = 'true', 1, SpanAttributes['thinkmeter.task.outcome.correct'] = 'false', 0, NULL) AS outcome_correct,
-    toFloat64OrNull(SpanAttributes['thinkmeter.task.outcome.score']) AS outcome_score
+{{select:task_spans}}
 FROM {{database}}.otel_traces
 WHERE ScopeName = 'thinkmeter' AND mapContains(SpanAttributes, 'thinkmeter.task.calls')
   AND mapContains(SpanAttributes, 'thinkmeter.task.id');
@@ -62,10 +39,8 @@ CREATE TABLE IF NOT EXISTS {{database}}.task_outcomes {{on_cluster}}(
     TraceId String CODEC(ZSTD(1)),
     SpanId String CODEC(ZSTD(1)),
     ServiceName LowCardinality(String),
-    task_id String CODEC(ZSTD(1)),
-    task_class LowCardinality(String),
-    correct Nullable(UInt8),
-    score Nullable(Float64)
+    -- Span attribute columns, generated from schemas/contract.py.
+{{columns:task_outcomes}}
 ) ENGINE = {{engine:MergeTree}}
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (task_id, Timestamp)
@@ -79,9 +54,6 @@ AS SELECT
     TraceId,
     SpanId,
     ServiceName,
-    SpanAttributes['thinkmeter.task.id'] AS task_id,
-    SpanAttributes['thinkmeter.task_class'] AS task_class,
-    multiIf(SpanAttributes['thinkmeter.task.outcome.correct'] = 'true', 1, SpanAttributes['thinkmeter.task.outcome.correct'] = 'false', 0, NULL) AS correct,
-    toFloat64OrNull(SpanAttributes['thinkmeter.task.outcome.score']) AS score
+{{select:task_outcomes}}
 FROM {{database}}.otel_traces
 WHERE ScopeName = 'thinkmeter' AND SpanName = 'task.outcome' AND mapContains(SpanAttributes, 'thinkmeter.task.id');
