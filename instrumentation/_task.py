@@ -94,7 +94,13 @@ class _TaskState:
             if record.cost_usd is not None:
                 self.cost_usd += record.cost_usd
 
-    def end(self) -> None:
+    def end(self, error: BaseException | None) -> None:
+        """End the span with the totals; a block left by an exception marks the task failed."""
+        if error is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            self.span.set_attribute(sc.ERROR_TYPE, type(error).__qualname__)
+            self.span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
         with self.lock:
             totals: dict[str, Any] = {
                 sc.TASK_CALLS: self.calls,
@@ -164,7 +170,7 @@ class task:
                 del _open[self.id]
         if last:
             try:
-                state.end()
+                state.end(exc)
             except Exception as error:  # never break the host app over a span
                 log.debug("thinkmeter: could not end the span of task %s: %s", self.id, error)
 

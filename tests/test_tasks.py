@@ -448,3 +448,32 @@ def test_without_instrument_tasks_tag_and_outcomes_are_dropped_with_one_line(cap
         task.outcome(correct=True)
     thinkmeter.record_outcome("plain", score=1.0)
     assert caplog.text.count("was not recorded") <= 1
+
+
+def test_a_failed_block_marks_its_task_span(simulator: Simulator) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    thinkmeter.uninstrument()
+    thinkmeter.instrument(tracer_provider=provider, exporter="none", providers={f"127.0.0.1:{simulator.port}": "openai"})
+    try:
+        client = openai.OpenAI(base_url=simulator.base_url, api_key="test", max_retries=0)
+        with pytest.raises(ValueError), thinkmeter.task("failing", task_class="c"):
+            ask(client, scenario(50))
+            raise ValueError("the application's own error passes through")
+    finally:
+        thinkmeter.uninstrument()
+    task_span = next(span for span in exporter.get_finished_spans() if span.name == "task c")
+    assert task_span.status.status_code.name == "ERROR"
+    assert task_span.attributes[sc.ERROR_TYPE] == "ValueError" and task_span.attributes[sc.TASK_CALLS] == 1
+
+
+@pytest.mark.parametrize("args", [["budget-curve", "--slo-p95-s", "-1"], ["budget-curve", "--slo-p95-s", "nan"], ["tasks", "--solved-score", "inf"]])
+def test_bad_options_exit_2(args: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(args)
+    assert exit_info.value.code == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from thinkmeter.cli.report import _json_default, format_table, parse_window
@@ -26,8 +27,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=parse_window, default=parse_window("7d"), help="look-back window, e.g. 24h, 7d (default 7d)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument(
-        "--solved-score", type=float, default=0.5, help="a task graded with a score only is solved at this score or above (default 0.5)"
+        "--solved-score", type=_finite, default=0.5, help="a task graded with a score only is solved at this score or above (default 0.5)"
     )
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -35,7 +46,7 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not value > 0 or value == float("inf"):
+    if not value > 0 or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
 
