@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("thinkmeter")
 
 _tracer: trace.Tracer | None = None
-_current: contextvars.ContextVar[_TaskState | None] = contextvars.ContextVar("thinkmeter_task", default=None)
-_open: dict[str, _TaskState] = {}
+_current: contextvars.ContextVar[TaskState | None] = contextvars.ContextVar("thinkmeter_task", default=None)
+_open: dict[str, TaskState] = {}
 _open_lock = threading.Lock()
 _warned_uninstrumented = False
 
@@ -47,14 +47,14 @@ def use_tracer(tracer: trace.Tracer | None) -> None:
     _tracer = tracer
 
 
-def current_task() -> _TaskState | None:
+def current_task() -> TaskState | None:
     return _current.get()
 
 
-class _TaskState:
+class TaskState:
     """One open task in this process: its span and the running totals of its calls."""
 
-    def __init__(self, task_id: str, task_class: str | None, parent: _TaskState | None) -> None:
+    def __init__(self, task_id: str, task_class: str | None, parent: TaskState | None) -> None:
         self.id = task_id
         self.task_class = task_class
         self.users = 0
@@ -137,7 +137,7 @@ class task:
             raise TypeError(f"thinkmeter.task() needs a non-empty task id string, got {task_id!r}")
         self.id = tag_text("task_id", task_id)
         self.task_class = tag_text("task_class", task_class) if task_class is not None else None
-        self._entered: list[tuple[_TaskState, contextvars.Token, contextvars.Token, object]] = []
+        self._entered: list[tuple[TaskState, contextvars.Token, contextvars.Token, object]] = []
 
     # ---- context manager
 
@@ -149,7 +149,7 @@ class task:
         with _open_lock:
             state = _open.get(self.id)
             if state is None:
-                state = _open[self.id] = _TaskState(self.id, task_class, parent)
+                state = _open[self.id] = TaskState(self.id, task_class, parent)
             state.users += 1
         tags = {sc.TASK_ID: self.id}
         if state.task_class is not None:

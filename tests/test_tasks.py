@@ -219,7 +219,17 @@ def planned(client: openai.OpenAI, simulator: Simulator, traced_module: object) 
     asyncio.run(run_async())
     expected[tid] = Expected(LOOKUP, calls, correct=True)
 
-    # 8. One id in two processes: a call here, a verifier call and the grade in another process.
+    # 8. A stream started inside the task and read after the block: the call still belongs to it (the
+    # task span, ended before the call, counts no calls).
+    tid = task_id("stream-after")
+    calls = [scenario(250)]
+    with thinkmeter.task(tid, task_class=LOOKUP):
+        stream = client.chat.completions.create(model="o4-mini", messages=PROMPT, stream=True, extra_headers=calls[0].headers())
+    for _ in stream:
+        pass
+    expected[tid] = Expected(LOOKUP, calls)
+
+    # 9. One id in two processes: a call here, a verifier call and the grade in another process.
     tid = task_id("two-processes")
     here, there = scenario(900), scenario(100)
     with thinkmeter.task(tid, task_class=MATH):
@@ -327,6 +337,8 @@ def test_calls_carry_the_task_and_the_task_span_parents_them(store_settings: Set
         mine = plan.scenarios
         if row["task_id"] == f"two-processes-{SUFFIX}":  # one call in each process
             mine = plan.scenarios[1:] if row["ServiceName"] == OTHER_SERVICE else plan.scenarios[:1]
+        if row["task_id"] == f"stream-after-{SUFFIX}":  # the call ended after the task span
+            mine = []
         assert row["calls"] == len(mine) + plan.failed_calls
         assert row["input_tokens"] == sum(s.input_tokens for s in mine)
         assert row["output_tokens"] == sum(s.output_tokens for s in mine)
