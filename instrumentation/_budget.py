@@ -65,7 +65,7 @@ class Budgets:
             return None
 
     def _admit(self, surface: Any, call: Call, kwargs: dict[str, Any], injected: list[str] | None) -> BudgetExceeded | None:
-        tags = current_tag_attributes()
+        tags = call.tags  # the tags in force when the call started
         tenant = tags.get(sc.TENANT)
         task_class = tags.get(sc.TASK_CLASS)
         record = call.record
