@@ -158,7 +158,7 @@ class StreamMeter:
         self.caps = caps
         self.task_class = task_class
         self.tenant = tenant
-        self.price: Price | None = budgets.prices.lookup(call.record.request_model) if caps.max_cost_usd is not None else None
+        self.price: Price | None = budgets.prices.lookup(call.record.provider, call.record.request_model) if caps.max_cost_usd is not None else None
         self.reasoning_deltas = 0
         self.reasoning_chars = 0
         self.visible_deltas = 0
@@ -239,7 +239,7 @@ class StreamMeter:
     def _passed(self, breach: Breach) -> None:
         self.breach = breach
         if self.price is None:  # looked up only now for a class without a cost cap
-            self.price = self.budgets.prices.lookup(self.call.record.request_model)
+            self.price = self.budgets.prices.lookup(self.call.record.provider, self.call.record.request_model)
         self.cut_cost_usd = self.cost_usd()
 
     def thinking_deadline(self, now: float) -> bool:

@@ -18,7 +18,7 @@ from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode
 from thinkmeter.instrumentation._stream import finish_stream, traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation._values import field, known_text
-from thinkmeter.instrumentation.anthropic_usage import THINKING_BLOCKS, read_anthropic_usage
+from thinkmeter.instrumentation.anthropic_usage import THINKING_BLOCKS, input_tokens, read_anthropic_usage
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord
 
@@ -174,7 +174,7 @@ class MessagesStreamAccumulator:
             self.response_id = known_text(message.id)
             self.first_usage = message.usage
             if call.meter is not None:
-                call.meter.reported(input_tokens=anthropic_usage(message.usage, None, None, 0).input_tokens)
+                call.meter.reported(input_tokens=input_tokens(message.usage))
         elif kind == "message_delta":
             self.final_usage = event.usage
             self.stop_reason = known_text(field(event.delta, "stop_reason")) or self.stop_reason

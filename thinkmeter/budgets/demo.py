@@ -116,6 +116,7 @@ def _tally(settings: Settings, planned: list[Any], result: BudgetPass) -> None:
         figures.planned_reasoning += scenario.reasoning_tokens
         figures.spent_reasoning += row["reasoning_tokens"] or 0
         planned_cost = prices.cost(
+            call.provider,
             scenario.model,
             Usage(
                 input_tokens=scenario.input_tokens,

@@ -104,15 +104,13 @@ class Policy(BaseModel):
 
 
 def window_seconds(text: str) -> int:
-    from thinkmeter.cli.report import parse_window
+    """"1d" -> 86400, as the CLI's --window reads it."""
+    from thinkmeter.cli._options import window
 
     try:
-        seconds = parse_window(str(text))
+        return window(str(text))
     except argparse.ArgumentTypeError as exc:
         raise ValueError(str(exc)) from None
-    if seconds <= 0:
-        raise ValueError(f"window {text!r} must be longer than 0 s")
-    return seconds
 
 
 class PolicyError(ValueError):
