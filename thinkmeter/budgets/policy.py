@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +19,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-ENV_VAR = "THINKMETER_BUDGETS"
 # Room for the answer kept above the reasoning cap where one knob counts both (OpenAI
 # max_completion_tokens, vLLM/SGLang max_tokens, Anthropic max_tokens) and the class names no
 # max_output_tokens: the cap is on thinking, not on the answer.
@@ -161,11 +159,6 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         ]
         raise PolicyError(f"budget policy {path} is not valid:\n" + "\n".join(problems)) from None
     return LoadedPolicy(policy, path, lines)
-
-
-def policy_from_env() -> LoadedPolicy | None:
-    value = os.environ.get(ENV_VAR, "").strip()
-    return load_policy(value) if value else None
 
 
 def _problem(error: dict[str, Any]) -> str:

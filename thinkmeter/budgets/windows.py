@@ -2,9 +2,9 @@
 to a small file in the data dir; applications read it at most every few seconds.
 
 A file, not an HTTP endpoint: an application then needs no port, no connection and no request on its
-call path, only a stat() every refresh (and a read of a few hundred bytes when it changed);
-`benchmarks/tenant_window_read.py` measures both ways. The file is replaced atomically (write, fsync,
-rename), so a reader never sees half of it.
+call path, only a stat() every refresh (and a read of a few kilobytes when it changed);
+`benchmarks/budgets.py` measures both ways (111 us of CPU a refresh as a file, 442 us over HTTP).
+The file is replaced atomically (write, fsync, rename), so a reader never sees half of it.
 """
 
 from __future__ import annotations
