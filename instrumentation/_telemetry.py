@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from thinkmeter._version import __version__
 from thinkmeter.instrumentation._content import ContentCapture
 from thinkmeter.instrumentation._tags import current_tag_attributes
+from thinkmeter.instrumentation._task import TaskState, current_task
 from thinkmeter.pricing import Cost, PriceTable
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.contract import RECORD_ATTRIBUTES
@@ -91,7 +92,14 @@ class Telemetry:
         span.end()
 
     def finish(
-        self, record: CallRecord, parent: Context, start_ns: int, duration_s: float, error: BaseException | None
+        self,
+        record: CallRecord,
+        parent: Context,
+        start_ns: int,
+        duration_s: float,
+        error: BaseException | None,
+        tags: dict[str, str],
+        task: TaskState | None,
     ) -> None:
         if error is not None and record.error_type is None:
             record.error_type = type(error).__qualname__
@@ -104,7 +112,9 @@ class Telemetry:
             elif usage.output_tokens is not None:
                 record.cost_source = "unknown_price"
         attrs = record_attributes(record)
-        attrs.update(current_tag_attributes())
+        attrs.update(tags)
+        if task is not None:
+            task.add(record)
         self._record_metrics(record, duration_s)
         self.emit_span(record, parent, start_ns, attrs)
 
@@ -155,12 +165,18 @@ class Call:
         "last_token",
         "hide_usage_chunk",
         "ended",
+        "tags",
+        "task",
     )
 
     def __init__(self, telemetry: Telemetry, record: CallRecord) -> None:
         self.telemetry = telemetry
         self.record = record
         self.parent = otel_context.get_current()  # the caller's trace, even if a stream ends elsewhere
+        # Likewise its tags and task: a stream read to its end after the block that started it still
+        # belongs to that block.
+        self.tags = current_tag_attributes()
+        self.task = current_task()
         if record.engine is not None and record.server_address is not None and telemetry.request_context is not None:
             # The pressure the engine was under when this request arrived (empty without a collector).
             record.attributes.update(telemetry.request_context(record.server_address, record.server_port))
@@ -184,7 +200,7 @@ class Call:
         try:
             if record.stream:
                 self._set_stream_timings()
-            self.telemetry.finish(record, self.parent, self.start_ns, now - self.started, error)
+            self.telemetry.finish(record, self.parent, self.start_ns, now - self.started, error, self.tags, self.task)
         except Exception:
             # Figures that cannot be read must not cost the call its span.
             attrs = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}

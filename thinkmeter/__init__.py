@@ -19,7 +19,9 @@ from typing import Any
 
 from thinkmeter._version import __version__
 from thinkmeter.instrumentation._tags import tags
-__all__ = ["instrument", "uninstrument", "flush", "tags", "__version__"]
+from thinkmeter.instrumentation._task import record_outcome, task
+
+__all__ = ["instrument", "uninstrument", "flush", "tags", "task", "record_outcome", "__version__"]
 
 logger = logging.getLogger("thinkmeter")
 
@@ -122,6 +124,7 @@ def _instrument_locked(
     from thinkmeter.instrumentation._content import ContentCapture
     from thinkmeter.instrumentation._endpoints import EndpointResolver
     from thinkmeter.instrumentation._patch import Patcher
+    from thinkmeter.instrumentation._task import use_tracer
     from thinkmeter.instrumentation._telemetry import Telemetry
     from thinkmeter.pricing import PriceTable
 
@@ -165,6 +168,7 @@ def _instrument_locked(
         # Calls to the watched engines carry the pressure these collectors last saw.
         request_context = engine_context_attributes
     telemetry = Telemetry(tracer_provider, meter_provider, prices, capture_content=content, request_context=request_context)
+    use_tracer(telemetry.tracer)  # task and outcome spans
     patcher = Patcher()
     _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
     _state.patcher = patcher
@@ -175,9 +179,12 @@ def uninstrument() -> None:
     """Remove every patch and flush what is pending; `instrument()` may be called again after."""
     with _state.lock:
         if _state.patcher is not None:
+            from thinkmeter.instrumentation._task import use_tracer
+
             _state.patcher.unwrap_all()
             _state.patcher = None
             _state.instrumented = []
+            use_tracer(None)
         processor, _state.processor = _state.processor, None
         collectors, _state.collectors = _state.collectors, None
     if collectors is not None:
