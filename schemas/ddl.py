@@ -219,7 +219,8 @@ def add_columns_statement(
 ) -> str:
     """ALTER TABLE adding (column, the column it goes after) pairs; IF NOT EXISTS makes it safe to repeat."""
     additions = ", ".join(
-        f"ADD COLUMN IF NOT EXISTS {c.name} {c.definition}" + (f" AFTER {after}" if after else "") for c, after in columns
+        f"ADD COLUMN IF NOT EXISTS {c.name} {c.definition}" + (f" AFTER {after}" if after else "")
+        for c, after in columns
     )
     return f"ALTER TABLE {quote_identifier(database)}.{table} {on_cluster_clause(cluster)}{additions}"
 

@@ -58,7 +58,11 @@ def _write_calls(store: Client, database: str, service: str, attributes: dict[st
 
 
 def _columns(store: Client, database: str, table: str) -> dict[str, str]:
-    return dict(store.query(f"SELECT name, type FROM system.columns WHERE database = '{database}' AND table = '{table}'").result_rows)
+    rows = store.query(
+        "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {table:String}",
+        parameters={"db": database, "table": table},
+    ).result_rows
+    return dict(rows)
 
 
 def _statuses(actions: list) -> dict[str, str]:
@@ -103,10 +107,11 @@ def test_a_store_from_99565f8_is_upgraded_in_place_and_keeps_its_rows(store: Cli
     rollup = store.query(f"SELECT sum(calls), sum(answer_lost_calls) FROM {old}.llm_calls_hourly").first_row
     assert rollup == (5, 2)
 
-    tables = store.query(f"SELECT name, create_table_query FROM system.tables WHERE database = '{old}'").result_rows
+    tables = f"SELECT name, create_table_query FROM system.tables WHERE database = '{old}'"
+    before = store.query(tables).result_rows
     again = apply_schema(InsertOnly(store), database=old)  # nothing changed: no DDL needed
     assert [(a.name, a.status) for a in again] == [(name, "already applied") for name in SCHEMA_FILES]
-    assert store.query(f"SELECT name, create_table_query FROM system.tables WHERE database = '{old}'").result_rows == tables
+    assert store.query(tables).result_rows == before
     store.command(f"DROP DATABASE {old}")
     store.command(f"DROP DATABASE {fresh}")
 
@@ -115,13 +120,15 @@ def test_migrating_every_file_of_a_current_store_changes_no_column(store: Client
     """The DDL reader agrees with ClickHouse on every table of today's schema (Nested, ALIAS, Boolean, codecs)."""
     database = _database(store)
     apply_schema(store, database=database)
-    store.command(f"INSERT INTO {database}.thinkmeter_schema_migrations (name, version, checksum) SELECT name, version, 'old' FROM {database}.thinkmeter_schema_migrations")
+    migrations = f"{database}.thinkmeter_schema_migrations"
+    store.command(f"INSERT INTO {migrations} (name, version, checksum) SELECT name, version, 'old' FROM {migrations}")
 
     statuses = _statuses(apply_schema(store, database=database))
 
     assert list(statuses) == SCHEMA_FILES
     for name, status in statuses.items():
-        assert status.startswith("migrated: ") and " +" not in status and "except" not in status and "keeps" not in status, (name, status)
+        assert status.startswith("migrated: "), (name, status)
+        assert not any(change in status for change in (" +", "except", "keeps")), (name, status)
     assert _statuses(apply_schema(store, database=database)) == {name: "already applied" for name in SCHEMA_FILES}
     store.command(f"DROP DATABASE {database}")
 
@@ -130,7 +137,9 @@ def test_a_changed_column_type_is_reported_and_left_alone(store: Client) -> None
     database = _database(store)
     apply_schema(store, database=database)
     store.command(f"ALTER TABLE {database}.llm_calls MODIFY COLUMN max_tokens Nullable(UInt64)")
-    store.command(f"INSERT INTO {database}.thinkmeter_schema_migrations (name, version, checksum) VALUES ('20_llm_calls.sql', 20, 'old')")
+    store.command(
+        f"INSERT INTO {database}.thinkmeter_schema_migrations (name, version, checksum) VALUES ('20_llm_calls.sql', 20, 'old')"
+    )
 
     for _ in range(2):  # not recorded as applied: every apply says it again
         status = _statuses(apply_schema(store, database=database))["20_llm_calls.sql"]
@@ -141,10 +150,10 @@ def test_a_changed_column_type_is_reported_and_left_alone(store: Client) -> None
 
 
 def test_migration_statements_on_a_cluster() -> None:
-    calls = next(created_object(s) for name, s in render(database="obs") if "CREATE TABLE IF NOT EXISTS obs.llm_calls " in s)
+    calls = next(created_object(s) for _, s in render(database="obs") if "CREATE TABLE IF NOT EXISTS obs.llm_calls " in s)
     task_id = next(c for c in calls.columns if c.name == "task_id")
-    assert (
-        add_columns_statement("obs", "llm_calls", [(task_id, "task_class")], cluster="prod")
-        == "ALTER TABLE obs.llm_calls ON CLUSTER prod ADD COLUMN IF NOT EXISTS task_id String CODEC(ZSTD(1)) AFTER task_class"
+    assert add_columns_statement("obs", "llm_calls", [(task_id, "task_class")], cluster="prod") == (
+        "ALTER TABLE obs.llm_calls ON CLUSTER prod ADD COLUMN IF NOT EXISTS task_id String CODEC(ZSTD(1)) AFTER task_class"
     )
-    assert drop_view_statement("obs", "llm_calls_mv", cluster="prod") == "DROP VIEW IF EXISTS obs.llm_calls_mv ON CLUSTER prod SYNC"
+    dropped = drop_view_statement("obs", "llm_calls_mv", cluster="prod")
+    assert dropped == "DROP VIEW IF EXISTS obs.llm_calls_mv ON CLUSTER prod SYNC"

@@ -196,7 +196,9 @@ def apply_schema(
     return actions
 
 
-def _migrate(client: Client, schema_file: SchemaFile, cluster: str | None, database: str) -> tuple[list[str], list[str]]:
+def _migrate(
+    client: Client, schema_file: SchemaFile, cluster: str | None, database: str
+) -> tuple[list[str], list[str]]:
     """Bring the store up to a changed schema file without losing rows: (changes made, type conflicts).
 
     Tables get the columns they lack (typed as the DDL says, each after its DDL predecessor) and keep
@@ -223,7 +225,9 @@ def _migrate(client: Client, schema_file: SchemaFile, cluster: str | None, datab
         for column in created.columns:
             if column.name in columns:
                 if _type_key(columns[column.name]) != _type_key(column.type):
-                    conflicts.append(f"{created.name}.{column.name} is {columns[column.name]} in the store, {column.type} in the schema")
+                    conflicts.append(
+                        f"{created.name}.{column.name} is {columns[column.name]} in the store, {column.type} in the schema"
+                    )
             elif not any(name.startswith(f"{column.name}.") for name in columns):  # a Nested column is stored flattened
                 missing.append((column, previous))
             # A new column goes after its predecessor in the DDL (Nested ones have no single column to follow).
