@@ -9,7 +9,7 @@ from thinkmeter.instrumentation._content import capture_input, capture_output, s
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import given
 from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode, start_call
-from thinkmeter.instrumentation._stream import record_reply_identity, traced
+from thinkmeter.instrumentation._stream import HOLD, record_reply_identity, traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation._values import field, known_text
 from thinkmeter.instrumentation.openai_usage import read_chat_usage, reasoning_text
@@ -88,6 +88,7 @@ class ChatStreamAccumulator:
         "answers",
         "call",
         "finish_reasons",
+        "last_shown",
         "model",
         "reasoning_chars",
         "response_id",
@@ -103,6 +104,7 @@ class ChatStreamAccumulator:
         self.finish_reasons: dict[int, str] = {}
         self.usage: Any = None
         self.timings: Any = None  # llama.cpp's per-request server timings
+        self.last_shown: Any = None  # the finishing chunk, held back while a hidden usage chunk may follow
         # Sizes of the streamed reasoning and answer text, for servers that count no reasoning.
         self.reasoning_chars = 0
         self.visible_chars = 0
@@ -142,6 +144,8 @@ class ChatStreamAccumulator:
             reason = choice.finish_reason
             if isinstance(reason, str) and reason and type(choice.index) is int:
                 self.finish_reasons[choice.index] = reason
+                if call.hide_usage_chunk:
+                    self.last_shown = chunk
         usage = chunk.usage
         extra = chunk.__pydantic_extra__
         if extra:
@@ -150,8 +154,22 @@ class ChatStreamAccumulator:
             self.timings = extra.get("timings", self.timings)
         if usage is not None:
             self.usage = usage
-            return not choices and call.hide_usage_chunk
-        return False
+            if not choices and call.hide_usage_chunk:
+                self._restore_last_chunk(extra)
+                return True
+            return False
+        return HOLD if self.last_shown is chunk else False
+
+    def _restore_last_chunk(self, hidden_extra: dict[str, Any] | None) -> None:
+        """Without the usage chunk we asked for, llama.cpp puts its `timings` on the finishing chunk:
+        give them back to it, so the caller's last chunk is what it would be without us."""
+        timings = hidden_extra.get("timings") if hidden_extra else None
+        shown = self.last_shown
+        if timings is None or shown is None:
+            return
+        extra = shown.__pydantic_extra__
+        if extra is not None and "timings" not in extra:
+            extra["timings"] = timings
 
     def on_end(self) -> None:
         record = self.call.record
