@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -12,10 +13,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from thinkmeter.collectors.context import engine_context_attributes
 from thinkmeter.instrumentation._content import ContentCapture
+from thinkmeter.instrumentation._safety import log_once
 from thinkmeter.instrumentation._tags import current_tag_attributes
+from thinkmeter.instrumentation._tokenize import EngineTokenizer, reasoning_span
 from thinkmeter.pricing import PriceTable
 from thinkmeter.schemas import semconv as sc
-from thinkmeter.schemas.record import CallRecord
+from thinkmeter.schemas.record import CallRecord, Source
 
 
 def record_attributes(record: CallRecord) -> dict[str, Any]:
@@ -84,6 +87,7 @@ class Telemetry:
         meter = metrics.get_meter("thinkmeter", __version__, meter_provider)
         self.prices = prices
         self.capture_content = capture_content
+        self.tokenizer = EngineTokenizer()
         self._token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE,
             unit="{token}",
@@ -103,7 +107,9 @@ class Telemetry:
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
         )
 
-    def emit_span(self, record: CallRecord, parent: Context, start_ns: int, attrs: dict[str, Any]) -> None:
+    def emit_span(
+        self, record: CallRecord, parent: Context, start_ns: int, attrs: dict[str, Any], end_ns: int | None = None
+    ) -> None:
         """The call's span, created once the call is over with every attribute (samplers see them all),
         so the SDK checks each attribute once instead of at start and again at the end."""
         span = self.tracer.start_span(
@@ -115,10 +121,17 @@ class Telemetry:
         )
         if record.error_type is not None:
             span.set_status(Status(StatusCode.ERROR, record.error_type))
-        span.end()
+        span.end(end_ns)
 
     def finish(
-        self, record: CallRecord, parent: Context, start_ns: int, duration_s: float, error: BaseException | None
+        self,
+        record: CallRecord,
+        parent: Context,
+        start_ns: int,
+        duration_s: float,
+        error: BaseException | None,
+        tags: dict[str, str],
+        end_ns: int | None = None,
     ) -> None:
         if error is not None and record.error_type is None:
             record.error_type = type(error).__qualname__
@@ -131,9 +144,9 @@ class Telemetry:
             elif usage.output_tokens is not None:
                 record.cost_source = "unknown_price"
         attrs = record_attributes(record)
-        attrs.update(current_tag_attributes())
+        attrs.update(tags)
         self._record_metrics(record, duration_s)
-        self.emit_span(record, parent, start_ns, attrs)
+        self.emit_span(record, parent, start_ns, attrs, end_ns)
 
     def _record_metrics(self, record: CallRecord, duration_s: float) -> None:
         dims: dict[str, Any] = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
@@ -169,6 +182,8 @@ class Call:
         "last_token",
         "hide_usage_chunk",
         "ended",
+        "engine_origin",
+        "reasoning_text",
     )
 
     def __init__(self, telemetry: Telemetry, record: CallRecord) -> None:
@@ -187,22 +202,48 @@ class Call:
         # Set when thinkmeter asked a stream for a usage chunk the caller did not ask for.
         self.hide_usage_chunk = False
         self.ended = False
+        # An engine whose tokenizer can count the reasoning text (scheme://host:port), and that text
+        # when the reply carried reasoning without a count.
+        self.engine_origin: str | None = None
+        self.reasoning_text: str | None = None
 
     def finish(self, error: BaseException | None = None) -> None:
         """End the call once; later calls (close after exhaustion, GC after close) do nothing."""
         if self.ended:
             return
         self.ended = True
-        now = time.perf_counter()
+        duration = time.perf_counter() - self.started
+        end_ns = self.start_ns + int(duration * 1e9)
+        tags = current_tag_attributes()
+        text, origin = self.reasoning_text, self.engine_origin
+        if text and origin and error is None and self.record.usage.reasoning_source is Source.ESTIMATED:
+            # The engine's tokenizer counts the reasoning on the tokenizer's thread, which then ends the
+            # span; when it cannot take the text now, the estimate stands and the span ends here.
+            counted = functools.partial(self._counted, duration, end_ns, tags)
+            if self.telemetry.tokenizer.submit(origin, reasoning_span(text), counted):
+                return
+        self._complete(duration, end_ns, tags, error)
+
+    def _counted(self, duration: float, end_ns: int, tags: dict[str, str], count: int | None) -> None:
+        usage = self.record.usage
+        if count is not None:
+            usage.reasoning_tokens = count if usage.output_tokens is None else min(count, usage.output_tokens)
+            usage.reasoning_source = Source.TOKENIZED
+        try:
+            self._complete(duration, end_ns, tags, None)
+        except Exception:
+            log_once("Call._counted", "thinkmeter: cannot finish a call after counting its reasoning")
+
+    def _complete(self, duration: float, end_ns: int, tags: dict[str, str], error: BaseException | None) -> None:
         record = self.record
         try:
             if record.stream:
                 self._set_stream_timings()
-            self.telemetry.finish(record, self.parent, self.start_ns, now - self.started, error)
+            self.telemetry.finish(record, self.parent, self.start_ns, duration, error, tags, end_ns)
         except Exception:
             # Figures that cannot be read must not cost the call its span.
             attrs = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
-            self.telemetry.emit_span(record, self.parent, self.start_ns, attrs)
+            self.telemetry.emit_span(record, self.parent, self.start_ns, attrs, end_ns)
             raise
 
     def _set_stream_timings(self) -> None:

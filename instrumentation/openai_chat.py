@@ -48,7 +48,9 @@ class ChatSurface:
             return deliver_raw(call, result, mode, read_completion)
         if call.record.stream:
             return traced(result, ChatStreamAccumulator(call), is_async)
-        read_completion(call.record, result)
+        reasoning = read_completion(call.record, result)
+        if call.engine_origin is not None:
+            call.reasoning_text = reasoning
         content = self.telemetry.capture_content
         if content is not None:
             capture_output(content, call.record, lambda: [(c.message.content, c.message.tool_calls, c.finish_reason) for c in result.choices])
@@ -56,20 +58,23 @@ class ChatSurface:
         return result
 
 
-def read_completion(record: CallRecord, completion: Any) -> None:
+def read_completion(record: CallRecord, completion: Any) -> str:
+    """Read a completion into the record; returns its reasoning text (empty when none)."""
     # Only text where text belongs: a broken server's numbers or objects there are left unknown.
     record.response_model = known_text(completion.model)
     record.response_id = known_text(completion.id)
     choices = completion.choices if isinstance(completion.choices, list) else []
     record.finish_reasons = tuple(known_text(field(c, "finish_reason")) or "" for c in choices)
-    reasoning = visible = 0
+    reasoning = ""
+    visible = 0
     try:
         for choice in choices:
-            reasoning += len(reasoning_text(choice.message) or "")
+            reasoning += reasoning_text(choice.message) or ""
             visible += answer_chars(choice.message)
     except (AttributeError, TypeError):
-        reasoning = visible = 0  # a malformed message: no text sizes, but the usage is still read
-    read_chat_usage(record, completion.usage, field(completion, "timings"), reasoning, visible)
+        reasoning, visible = "", 0  # a malformed message: no text sizes, but the usage is still read
+    read_chat_usage(record, completion.usage, field(completion, "timings"), len(reasoning), visible)
+    return reasoning
 
 
 def answer_chars(message: Any) -> int:
@@ -91,6 +96,7 @@ class ChatStreamAccumulator:
         "last_shown",
         "model",
         "reasoning_chars",
+        "reasoning_parts",
         "response_id",
         "timings",
         "usage",
@@ -108,6 +114,8 @@ class ChatStreamAccumulator:
         # Sizes of the streamed reasoning and answer text, for servers that count no reasoning.
         self.reasoning_chars = 0
         self.visible_chars = 0
+        # The reasoning text itself, kept only where the engine's tokenizer can count it.
+        self.reasoning_parts: list[str] | None = [] if call.engine_origin is not None else None
         self.answers = streamed_answers(call.telemetry.capture_content)
 
     def on_item(self, chunk: Any) -> bool:
@@ -127,6 +135,8 @@ class ChatStreamAccumulator:
                 reasoning = reasoning_text(delta) if delta.__pydantic_extra__ else None
                 if reasoning:
                     self.reasoning_chars += len(reasoning)
+                    if self.reasoning_parts is not None:
+                        self.reasoning_parts.append(reasoning)
                 content = delta.content
                 if content:
                     self.visible_chars += len(content)
@@ -175,5 +185,7 @@ class ChatStreamAccumulator:
         record = self.call.record
         record_reply_identity(record, self.model, self.response_id, self.finish_reasons)
         read_chat_usage(record, self.usage, self.timings, self.reasoning_chars, self.visible_chars)
+        if self.reasoning_parts:
+            self.call.reasoning_text = "".join(self.reasoning_parts)
         if self.answers is not None:
             self.answers.capture(record, self.finish_reasons)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from thinkmeter.instrumentation._estimate import estimate_reasoning, estimate_reasoning_from_text
+from thinkmeter.instrumentation._estimate import estimate_missing_reasoning
 from thinkmeter.instrumentation._values import count, field, number
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord, Source, Usage
@@ -97,10 +97,8 @@ def chat_usage(usage: Any, flavour: ChatFlavour = OPENAI_FLAVOUR) -> Usage:
 def read_chat_usage(record: CallRecord, usage: Any, timings: Any, reasoning_chars: int, visible_chars: int) -> None:
     """Everything a chat reply's usage (and llama.cpp's `timings`) says, into the record.
 
-    `reasoning_chars` / `visible_chars`: how much reasoning and answer text the reply carried. A
-    server that returned reasoning text but no reasoning count (SGLang, llama.cpp, older vLLM), or a
-    count of 0 that its own text contradicts (vLLM with a reasoning template injected into the prompt),
-    gets reasoning = completion - tokens(answer text), marked estimated.
+    `reasoning_chars` / `visible_chars`: how much reasoning and answer text the reply carried, for
+    servers that count no reasoning (see estimate_missing_reasoning).
     """
     if usage is not None:
         record.usage = chat_usage(usage, chat_flavour(record.provider))
@@ -108,15 +106,17 @@ def read_chat_usage(record: CallRecord, usage: Any, timings: Any, reasoning_char
         if cost is not None:
             record.cost_usd, record.cost_source = cost, "reported"
         _set_seconds(record, usage, GROQ_USAGE_TIMES)
-    if timings is not None:
-        if record.usage.cache_read_tokens is None:
-            record.usage.cache_read_tokens = count(timings, "cache_n")
-        _set_seconds(record, timings, LLAMA_CPP_TIMINGS_MS, 1e-3)
-    counted = record.usage
-    if reasoning_chars and counted.output_tokens is not None and not counted.reasoning_tokens:
-        estimate_reasoning(counted, visible_chars)
-        if not counted.reasoning_tokens:  # the answer estimate ate it all: fall back on the reasoning text
-            estimate_reasoning_from_text(counted, reasoning_chars)
+    read_llama_cpp_timings(record, timings)
+    estimate_missing_reasoning(record.usage, reasoning_chars, visible_chars)
+
+
+def read_llama_cpp_timings(record: CallRecord, timings: Any) -> None:
+    """llama.cpp's per-request `timings` (milliseconds): prefill and decode time, cached prompt tokens."""
+    if timings is None:
+        return
+    if record.usage.cache_read_tokens is None:
+        record.usage.cache_read_tokens = count(timings, "cache_n")
+    _set_seconds(record, timings, LLAMA_CPP_TIMINGS_MS, 1e-3)
 
 
 def _set_seconds(record: CallRecord, source: Any, names: tuple[tuple[str, str], ...], scale: float = 1.0) -> None:
