@@ -196,6 +196,7 @@ class EngineScraper:
         self.kv_layout = kv_layout
         self._served_model: str | None = None  # llama.cpp's /v1/models, read once per run of the server
         self._decoding: int | None = None  # llama.cpp: tokens in flight at the previous scrape
+        self._overcounted = 0.0  # llama.cpp: tokens an earlier interval counted that a later one takes back
         self._previous_time_ns: int | None = None
         self._previous_monotonic: float | None = None
         self._counters: dict[str, float] = {}
@@ -318,23 +319,26 @@ class EngineScraper:
         )
 
     def _llamacpp_sources(self, exposition: Exposition | None) -> tuple[_Slots | None, Exposition]:
-        """/slots (off with --no-slots) and /metrics (needs --metrics): either one is enough. /slots is
-        read first: a request that ends between the two reads is then counted in flight and done at
-        once, and the next interval takes it back, rather than lost for one interval."""
+        """/metrics (needs --metrics) and /slots (off with --no-slots): either one is enough. When the
+        two disagree on the requests in flight, one ended or began between the reads, and /slots is
+        read again so that each request is counted either in flight or done."""
         errors = []
-        try:
-            slots = _llamacpp_slots(self._get_json("/slots"), self.kv_layout)
-        except ScrapeError as exc:
-            errors.append(exc)
-            slots = None
         if exposition is None:
             try:
                 exposition = self._metrics()
             except ScrapeError as exc:
                 errors.append(exc)
                 exposition = Exposition()
+        try:
+            slots = _llamacpp_slots(self._get_json("/slots"), self.kv_layout)
+            processing = _total(exposition, _PROMETHEUS_ENGINES[sc.ENGINE_LLAMA_CPP].running)
+            if processing is not None and processing != slots.running:
+                slots = _llamacpp_slots(self._get_json("/slots"), self.kv_layout)
+        except ScrapeError as exc:
+            errors.append(exc)
+            slots = None
         if len(errors) == 2:
-            raise ScrapeError(f"{errors[1]}; {errors[0]}")
+            raise ScrapeError(f"{errors[0]}; {errors[1]}")
         return slots, exposition
 
     def _llamacpp_model(self) -> str | None:
@@ -356,7 +360,11 @@ class EngineScraper:
         decoding, self._decoding = self._decoding, None if slots is None else slots.decoding
         if finished is None or slots is None or decoding is None:
             return None
-        return max(0.0, finished + slots.decoding - decoding)
+        # A request that ended between the two reads can still be counted twice or not at all; what an
+        # interval would take back below zero is taken from the next ones instead, so totals stay exact.
+        generated = finished + slots.decoding - decoding - self._overcounted
+        self._overcounted = max(0.0, -generated)
+        return max(0.0, generated)
 
     def _prefix_hit_rate(self, exposition: Exposition, names: _Names) -> float | None:
         """From the hit and query counters when the engine has them (None for an interval without
