@@ -4,9 +4,11 @@ serving the designed GGUF of model.py on 127.0.0.1 at a port it picks itself."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -26,7 +28,8 @@ def missing_build_tools() -> str | None:
 
 def build_llama_server() -> Path:
     """The llama-server binary: build.sh's cached build, or a fresh one (minutes)."""
-    done = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
+    environment = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False, env=environment)
     if done.returncode != 0:
         raise RuntimeError(f"tests/llama_server/build.sh failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
