@@ -22,7 +22,7 @@ _START_TIMEOUT_S = 120.0
 
 def missing_build_tools() -> str | None:
     """Why llama-server cannot be built here, or None."""
-    missing = [tool for tool in ("cmake", "c++") if shutil.which(tool) is None]
+    missing = [tool for tool in ("cmake", "make", "cc", "c++") if shutil.which(tool) is None]
     return f"building llama-server needs {' and '.join(missing)} (not on PATH)" if missing else None
 
 

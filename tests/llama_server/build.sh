@@ -11,7 +11,7 @@ if [[ -x "$binary" ]]; then
     echo "$binary"
     exit 0
 fi
-for tool in cmake c++; do
+for tool in cmake make cc c++; do
     command -v "$tool" >/dev/null || { echo "llama-server build needs $tool on PATH" >&2; exit 2; }
 done
 python="${PYTHON:-python3}"
