@@ -65,26 +65,30 @@ def _traced_items(proxy: TracedStream, wrapped: Any, acc: StreamAccumulator) -> 
     pending = proxy._pending()  # read by an earlier next(stream)
     if pending is not None:
         yield pending
+    holding = proxy._self_held is not None  # kept on the proxy too, for a next(stream) in between
     while True:
         try:
             item = pull()
         except StopIteration:
             finish_stream(acc, None)
-            if proxy._self_held is not None:
+            if holding and proxy._self_held is not None:
                 yield proxy._release()
             return
         except BaseException as error:
             finish_stream(acc, error)
-            if proxy._self_held is not None:
+            if holding and proxy._self_held is not None:
                 yield proxy._release()
             raise
         verdict = _verdict(acc, item)
-        if proxy._self_held is not None:
-            yield proxy._release()
+        if holding:
+            holding = False
+            if proxy._self_held is not None:
+                yield proxy._release()
         if not verdict:
             yield item
         elif verdict == HOLD:
             proxy._self_held = item
+            holding = True
 
 
 @dont_throw

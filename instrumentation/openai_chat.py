@@ -128,6 +128,7 @@ class ChatStreamAccumulator:
             self.model = known_text(chunk.model)
             self.response_id = known_text(chunk.id)
         choices = chunk.choices
+        hold = False
         for choice in choices:
             delta = choice.delta
             if delta is not None:
@@ -156,6 +157,7 @@ class ChatStreamAccumulator:
                 self.finish_reasons[choice.index] = reason
                 if call.hide_usage_chunk:
                     self.last_shown = chunk
+                    hold = True
         usage = chunk.usage
         extra = chunk.__pydantic_extra__
         if extra:
@@ -168,7 +170,7 @@ class ChatStreamAccumulator:
                 self._restore_last_chunk(extra)
                 return True
             return False
-        return HOLD if self.last_shown is chunk else False
+        return HOLD if hold else False
 
     def _restore_last_chunk(self, hidden_extra: dict[str, Any] | None) -> None:
         """Without the usage chunk we asked for, llama.cpp puts its `timings` on the finishing chunk:
