@@ -17,8 +17,9 @@ from thinkmeter._version import __version__
 from thinkmeter.instrumentation._content import ContentCapture
 from thinkmeter.instrumentation._safety import log_once
 from thinkmeter.instrumentation._tags import current_tag_attributes
+from thinkmeter.instrumentation._task import TaskState, current_task
 from thinkmeter.instrumentation._tokenize import EngineTokenizer, reasoning_span
-from thinkmeter.pricing import PriceTable
+from thinkmeter.pricing import Cost, PriceTable
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.contract import RECORD_ATTRIBUTES
 from thinkmeter.schemas.record import CallRecord, Source
@@ -104,13 +105,14 @@ class Telemetry:
         duration_s: float,
         error: BaseException | None,
         tags: dict[str, str],
+        task: TaskState | None,
         end_ns: int | None = None,
     ) -> None:
         if error is not None and record.error_type is None:
             record.error_type = type(error).__qualname__
         usage = record.usage
         if record.cost_usd is None:
-            cost = self.prices.cost(record.response_model or record.request_model, usage)
+            cost = self._cost(record)
             if cost is not None:
                 record.cost_usd, record.reasoning_cost_usd = cost.total_usd, cost.reasoning_usd
                 record.cost_source = "price_table"
@@ -118,8 +120,23 @@ class Telemetry:
                 record.cost_source = "unknown_price"
         attrs = record_attributes(record)
         attrs.update(tags)
+        if task is not None:
+            task.add(record)
         self._record_metrics(record, duration_s)
         self.emit_span(record, parent, start_ns, attrs, end_ns)
+
+    def _cost(self, record: CallRecord) -> Cost | None:
+        model = record.response_model or record.request_model
+        if not record.usage_by_model:
+            return self.prices.cost(record.provider, model, record.usage)
+        total = reasoning = 0.0
+        for part_model, part in record.usage_by_model:
+            cost = self.prices.cost(record.provider, part_model or model, part)
+            if cost is None:
+                return None  # one part unpriced: the call's cost is unknown, not understated
+            total += cost.total_usd
+            reasoning += cost.reasoning_usd or 0.0
+        return Cost(total, reasoning if record.usage.reasoning_tokens is not None else None)
 
     def _record_metrics(self, record: CallRecord, duration_s: float) -> None:
         dims: dict[str, Any] = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
@@ -155,6 +172,8 @@ class Call:
         "last_token",
         "hide_usage_chunk",
         "ended",
+        "tags",
+        "task",
         "engine_origin",
         "reasoning_text",
     )
@@ -163,6 +182,10 @@ class Call:
         self.telemetry = telemetry
         self.record = record
         self.parent = otel_context.get_current()  # the caller's trace, even if a stream ends elsewhere
+        # Likewise its tags and task: a stream read to its end after the block that started it still
+        # belongs to that block.
+        self.tags = current_tag_attributes()
+        self.task = current_task()
         if record.engine is not None and record.server_address is not None and telemetry.request_context is not None:
             # The pressure the engine was under when this request arrived (empty without a collector).
             record.attributes.update(telemetry.request_context(record.server_address, record.server_port))
@@ -187,32 +210,31 @@ class Call:
         self.ended = True
         duration = time.perf_counter() - self.started
         end_ns = self.start_ns + int(duration * 1e9)
-        tags = current_tag_attributes()
         text, origin = self.reasoning_text, self.engine_origin
-        if text and origin and error is None and self.record.usage.reasoning_source is Source.ESTIMATED:
-            # The engine's tokenizer counts the reasoning on the tokenizer's thread, which then ends the
-            # span; when it cannot take the text now, the estimate stands and the span ends here.
-            counted = functools.partial(self._counted, duration, end_ns, tags)
-            if self.telemetry.tokenizer.submit(origin, reasoning_span(text), counted):
+        # The engine's tokenizer counts the reasoning on the tokenizer's thread, which then ends the span;
+        # when it cannot take the text now, the estimate stands and the span ends here. A call inside a
+        # task keeps the estimate: the task's totals are summed when its block ends, on the caller's thread.
+        if text and origin and error is None and self.task is None and self.record.usage.reasoning_source is Source.ESTIMATED:
+            if self.telemetry.tokenizer.submit(origin, reasoning_span(text), functools.partial(self._counted, duration, end_ns)):
                 return
-        self._complete(duration, end_ns, tags, error)
+        self._complete(duration, end_ns, error)
 
-    def _counted(self, duration: float, end_ns: int, tags: dict[str, str], count: int | None) -> None:
+    def _counted(self, duration: float, end_ns: int, count: int | None) -> None:
         usage = self.record.usage
         if count is not None:
             usage.reasoning_tokens = count if usage.output_tokens is None else min(count, usage.output_tokens)
             usage.reasoning_source = Source.TOKENIZED
         try:
-            self._complete(duration, end_ns, tags, None)
+            self._complete(duration, end_ns, None)
         except Exception:
             log_once("Call._counted", "thinkmeter: cannot finish a call after counting its reasoning")
 
-    def _complete(self, duration: float, end_ns: int, tags: dict[str, str], error: BaseException | None) -> None:
+    def _complete(self, duration: float, end_ns: int, error: BaseException | None) -> None:
         record = self.record
         try:
             if record.stream:
                 self._set_stream_timings()
-            self.telemetry.finish(record, self.parent, self.start_ns, duration, error, tags, end_ns)
+            self.telemetry.finish(record, self.parent, self.start_ns, duration, error, self.tags, self.task, end_ns)
         except Exception:
             # Figures that cannot be read must not cost the call its span.
             attrs = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}

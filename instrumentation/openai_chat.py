@@ -73,7 +73,9 @@ def read_completion(record: CallRecord, completion: Any) -> str:
             visible += answer_chars(choice.message)
     except (AttributeError, TypeError):
         reasoning, visible = "", 0  # a malformed message: no text sizes, but the usage is still read
-    read_chat_usage(record, completion.usage, field(completion, "timings"), len(reasoning), visible)
+    read_chat_usage(
+        record, completion.usage, field(completion, "timings"), len(reasoning), visible, field(completion, "metrics")
+    )
     return reasoning
 
 
@@ -94,6 +96,7 @@ class ChatStreamAccumulator:
         "call",
         "finish_reasons",
         "last_shown",
+        "metrics",
         "model",
         "reasoning_chars",
         "reasoning_parts",
@@ -111,6 +114,7 @@ class ChatStreamAccumulator:
         self.usage: Any = None
         self.timings: Any = None  # llama.cpp's per-request server timings
         self.last_shown: Any = None  # the finishing chunk, held back while a hidden usage chunk may follow
+        self.metrics: Any = None  # vLLM's, on the final usage chunk
         # Sizes of the streamed reasoning and answer text, for servers that count no reasoning.
         self.reasoning_chars = 0
         self.visible_chars = 0
@@ -164,6 +168,7 @@ class ChatStreamAccumulator:
             if usage is None:  # Groq puts the usage of a stream on its last chunk's x_groq
                 usage = field(extra.get("x_groq"), "usage")
             self.timings = extra.get("timings", self.timings)
+            self.metrics = extra.get("metrics", self.metrics)
         if usage is not None:
             self.usage = usage
             if not choices and call.hide_usage_chunk:
@@ -186,7 +191,7 @@ class ChatStreamAccumulator:
     def on_end(self) -> None:
         record = self.call.record
         record_reply_identity(record, self.model, self.response_id, self.finish_reasons)
-        read_chat_usage(record, self.usage, self.timings, self.reasoning_chars, self.visible_chars)
+        read_chat_usage(record, self.usage, self.timings, self.reasoning_chars, self.visible_chars, self.metrics)
         if self.reasoning_parts:
             self.call.reasoning_text = "".join(self.reasoning_parts)
         if self.answers is not None:

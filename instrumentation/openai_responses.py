@@ -13,7 +13,7 @@ from thinkmeter.instrumentation._stream import traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation._values import field, known_text
 from thinkmeter.instrumentation._estimate import estimate_missing_reasoning
-from thinkmeter.instrumentation.openai_usage import read_llama_cpp_timings, responses_usage
+from thinkmeter.instrumentation.openai_usage import read_llama_cpp_timings, read_reported_cost, responses_usage
 from thinkmeter.schemas.record import CallRecord
 
 REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
@@ -82,6 +82,7 @@ def read_response(record: CallRecord, response: Any) -> str:
     if response.usage is None:
         return ""
     record.usage = responses_usage(response.usage)
+    read_reported_cost(record, response.usage)
     reasoning, visible = _output_text(response.output)
     # Engines that return their raw reasoning (llama.cpp) count none of it apart.
     estimate_missing_reasoning(record.usage, len(reasoning), visible)
