@@ -202,6 +202,17 @@ def test_reasoning_count_is_cached_per_engine(traced: Spans, server: LlamaServer
     assert [s.attributes[sc.REASONING_TOKENS] for s in spans] == [bigram.REASONING_TOKENS] * 2
 
 
+def test_a_call_inside_a_task_keeps_the_estimate(traced: Spans, server: LlamaServer) -> None:
+    # A task's totals are summed when its block ends, on the caller's thread: its calls are not held
+    # back for the engine's tokenizer, and say their reasoning count is an estimate.
+    with thinkmeter.task("sheep-1"):
+        completion = _chat(server, stream=False)
+    call = next(s for s in traced.all() if s.attributes.get(sc.OUTPUT_TOKENS) is not None)
+    answer_estimate = -(-len(completion.choices[0].message.content) // 4)
+    assert call.attributes[sc.REASONING_SOURCE] == "estimated"
+    assert call.attributes[sc.REASONING_TOKENS] == bigram.COMPLETION_TOKENS - answer_estimate
+
+
 # ----------------------------------------------------------------------------------- engine collector
 
 
