@@ -76,3 +76,15 @@ def test_serve_publishes_tenant_windows_and_the_app_refuses_then_recovers(tmp_pa
     finally:
         returncode, err = serve.terminate()
     assert returncode == 0, err
+
+
+def test_serve_with_a_bad_policy_exits_at_once_naming_the_line(tmp_path: Path) -> None:
+    policy = tmp_path / "budgets.yaml"
+    policy.write_text("tenants:\n  acme: {daily_usdd: 1}\n")
+    serve = subprocess.run(
+        [sys.executable, "-m", "thinkmeter", "serve", "--port", "0", "--budgets", str(policy)],
+        env={**os.environ, "THINKMETER_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert serve.returncode == 1
+    assert "budgets.yaml:2: tenants.acme.daily_usdd: unknown field" in serve.stderr

@@ -79,15 +79,13 @@ class TenantWindowPublisher:
         return document
 
 
-def tenant_window_publisher(
-    data_dir: Path, policy_file: Path | None, query: Callable[[str, dict[str, Any]], list[dict[str, Any]]]
-) -> TenantWindowPublisher:
-    """serve's tenant-window job: windows of the policy's `tenant_window` (THINKMETER_BUDGETS or
-    `serve --budgets`), a UTC day without one. Applications whose policy asks for another length fail open."""
+def published_window_s(policy_file: Path | None) -> int:
+    """The window length serve publishes: the policy's `tenant_window` (THINKMETER_BUDGETS or `serve
+    --budgets`), a UTC day without one. Applications whose policy asks for another length fail open.
+    A bad policy file raises PolicyError (serve checks it before it starts anything)."""
     from thinkmeter.budgets.policy import load_policy
 
-    window_s = load_policy(policy_file).policy.tenant_window_s if policy_file is not None else 86400
-    return TenantWindowPublisher(data_dir, window_s, query)
+    return load_policy(policy_file).policy.tenant_window_s if policy_file is not None else 86400
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -68,6 +68,9 @@ class Serve:
             raise ValueError(f"thinkmeter serve already runs for {settings.data_dir} (pid {running.pid}, {running.url})")
         self.settings = settings
         self.options = options
+        from thinkmeter.budgets.windows import published_window_s
+
+        self.tenant_window_s = published_window_s(settings.budgets)  # a bad budget policy stops serve here
         self.scheduler = Scheduler()
         self.stop_event = threading.Event()
         self.ingested_rows = 0
@@ -143,12 +146,12 @@ class Serve:
     def _add_tenant_windows(self) -> None:
         """Each tenant's spend and reasoning in the current budget window, for the applications to read
         (thinkmeter/budgets/windows.py); the window length comes from the budget policy, if serve has one."""
-        from thinkmeter.budgets.windows import tenant_window_publisher
+        from thinkmeter.budgets.windows import TenantWindowPublisher
 
         job_client = self._job_client()
-        publisher = tenant_window_publisher(
+        publisher = TenantWindowPublisher(
             self.settings.data_dir,
-            self.settings.budgets,
+            self.tenant_window_s,
             lambda sql, parameters: list(job_client.query(sql, parameters=parameters).named_results()),
         )
         self.scheduler.add(publisher.name, publisher.interval_s, publisher)
