@@ -186,6 +186,16 @@ def test_application_exit_without_flush_stores_everything_silently(serve: ServeP
     assert count == 75
 
 
+def test_demo_writes_like_an_application_and_reads_through_serve(serve: ServeProcess) -> None:
+    env = {**os.environ, "THINKMETER_DATA_DIR": str(serve.data_dir)}
+    demo = subprocess.run(
+        [sys.executable, "-m", "thinkmeter", "demo", "--calls", "80", "--time-scale", "0.002"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "(tokens, cost): all match" in demo.stdout and "80 spans stored" in demo.stdout
+
+
 # ------------------------------------------------------------------------------------------ passwords
 
 
