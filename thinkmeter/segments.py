@@ -11,6 +11,8 @@ Writers (`SegmentWriter`) never lock anything and never wait: each file is writt
 name and renamed into place, so a reader only ever sees whole segments, any number of processes
 (gunicorn/uvicorn workers, forked children) can write at once, and the directory is bounded in bytes
 (a segment that would not fit is refused with SegmentWriteError; the caller counts and drops it).
+The exporter writes one segment per batch, so segments rotate by size (batch_size spans) and by time
+(flush_interval_s).
 
 `ingest_segments` moves pending segments into the store in large batches, idempotently: a batch is
 first claimed by renaming its segments into `.claimed/<table>.<batch id>/`, then inserted with
@@ -31,6 +33,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import accumulate
@@ -176,6 +179,12 @@ class SegmentWriter:
         self._mutex = threading.Lock()
         self._size = 0
         self._sized_at = float("-inf")
+        _writers.add(self)
+
+    def forget_after_fork(self) -> None:
+        # The parent's export thread may have held the mutex at the fork: the child starts afresh.
+        self._mutex = threading.Lock()
+        self._sized_at = float("-inf")
 
     def write(self, table: str, block: bytes, segment_id: str | None = None) -> Path:
         """Persist one Native block for `table`; only whole files ever carry the segment suffix."""
@@ -226,6 +235,10 @@ class SegmentWriter:
                 return False
             self._size += size
             return True
+
+
+_writers: weakref.WeakSet[SegmentWriter] = weakref.WeakSet()
+os.register_at_fork(after_in_child=lambda: [writer.forget_after_fork() for writer in list(_writers)])
 
 
 def directory_bytes(directory: Path) -> int:
