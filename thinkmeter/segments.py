@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from thinkmeter.schemas.ddl import quote_identifier
+from thinkmeter.schemas.tables import TRACES
 
 log = logging.getLogger(__name__)
 
@@ -52,34 +53,10 @@ _STALE_TMP_S = 3600.0  # a tmp file this old was left by a process that died whi
 _SIZE_RESCAN_S = 5.0  # how stale the writer's idea of the directory's size may get
 DEFAULT_BATCH_BYTES = 64 << 20  # one ingest insert: ~140k spans
 
-_ATTRIBUTES = "Map(LowCardinality(String), String)"
-# otel_traces columns we write, in insert order, with their types: the OTel Collector's clickhouseexporter.
-TRACE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("Timestamp", "DateTime64(9)"),
-    ("TraceId", "String"),
-    ("SpanId", "String"),
-    ("ParentSpanId", "String"),
-    ("TraceState", "String"),
-    ("SpanName", "LowCardinality(String)"),
-    ("SpanKind", "LowCardinality(String)"),
-    ("ServiceName", "LowCardinality(String)"),
-    ("ResourceAttributes", _ATTRIBUTES),
-    ("ScopeName", "String"),
-    ("ScopeVersion", "String"),
-    ("SpanAttributes", _ATTRIBUTES),
-    ("Duration", "UInt64"),
-    ("StatusCode", "LowCardinality(String)"),
-    ("StatusMessage", "String"),
-    ("Events.Timestamp", "Array(DateTime64(9))"),
-    ("Events.Name", "Array(LowCardinality(String))"),
-    ("Events.Attributes", f"Array({_ATTRIBUTES})"),
-    ("Links.TraceId", "Array(String)"),
-    ("Links.SpanId", "Array(String)"),
-    ("Links.TraceState", "Array(String)"),
-    ("Links.Attributes", f"Array({_ATTRIBUTES})"),
-)
-TRACE_COLUMN_NAMES = [name for name, _ in TRACE_COLUMNS]
-TRACES_TABLE = "otel_traces"
+# otel_traces columns we write, in insert order (the OTel Collector's clickhouseexporter), from the contract.
+TRACE_COLUMNS = TRACES.columns
+TRACE_COLUMN_NAMES = TRACES.column_names
+TRACES_TABLE = TRACES.name
 
 # The dedup settings every segment insert carries (the token is added per batch).
 _DEDUP_SETTINGS = {
@@ -532,6 +509,6 @@ _COLUMN_WRITERS: dict[str, Callable[[Sequence[Any], bytearray], None]] = {
     "UInt64": _uint64s,
     "String": _strings,
     "LowCardinality(String)": _low_cardinality_strings,
-    _ATTRIBUTES: _attribute_maps,
+    "Map(LowCardinality(String), String)": _attribute_maps,
 }
 _COLUMN_WRITERS.update({f"Array({name})": _array_of(writer) for name, writer in list(_COLUMN_WRITERS.items())})
