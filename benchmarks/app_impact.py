@@ -4,7 +4,8 @@
 
 Separate processes, all real: a loopback OpenAI-style server (canned replies, its own process),
 `thinkmeter serve` on a temporary data dir, and an application process making the same real `openai`
-SDK calls (1 in 10 streamed), once plain and once with `thinkmeter.instrument()`:
+SDK calls (1 in 10 streamed): plain, with `thinkmeter.instrument(exporter="none")` (spans built, not
+exported: the instrumentation's own cost) and with `thinkmeter.instrument()` (the default exporter):
 - steady: `--rate` calls per second for `--seconds`;
 - full speed: `--calls` calls back to back.
 The application ends without calling flush(), as most do. Its CPU is the whole process's, every thread
@@ -215,13 +216,14 @@ def main() -> None:
             service = f"bench-{label.replace(' ', '-')}-{os.getpid()}"
             env = {**os.environ, "THINKMETER_DATA_DIR": str(data_dir), "OTEL_SERVICE_NAME": service}
             plain = measure_app(False, port, env, rate, seconds, calls)
+            spans_only = measure_app(True, port, {**env, "THINKMETER_EXPORTER": "none"}, rate, seconds, calls)
             instrumented = measure_app(True, port, env, rate, seconds, calls)
             stored = rows_stored(serve_port, service, instrumented["calls"])
             n = instrumented["calls"]
             what = f"{rate:g} calls/s for {seconds:g} s" if rate else f"{calls} calls back to back"
             print(f"\n{label} ({what}):")
-            for name, run in (("plain", plain), ("instrumented", instrumented)):
-                print(f"  {name:<12} CPU {run['cpu_s']:6.2f} s (after start-up {run['work_cpu_s']:6.2f} s)  "
+            for name, run in (("plain", plain), ("exporter=none", spans_only), ("instrumented", instrumented)):
+                print(f"  {name:<13} CPU {run['cpu_s']:6.2f} s (after start-up {run['work_cpu_s']:6.2f} s)  "
                       f"peak RSS {run['rss_mb']:6.1f} MB  wall {run['wall_s']:5.1f} s")
             print(f"  whole process: CPU ratio {instrumented['cpu_s'] / plain['cpu_s']:.2f}x, added CPU per call "
                   f"{(instrumented['cpu_s'] - plain['cpu_s']) / n * 1e6:,.0f} us (all threads, start-up included); "
@@ -229,6 +231,9 @@ def main() -> None:
             print(f"  after start-up (imports and instrument() done): CPU ratio "
                   f"{instrumented['work_cpu_s'] / plain['work_cpu_s']:.2f}x, added CPU per call "
                   f"{(instrumented['work_cpu_s'] - plain['work_cpu_s']) / n * 1e6:,.0f} us (all threads, exit included)")
+            print(f"  of which the span export (instrumented vs exporter=none): "
+                  f"{(instrumented['work_cpu_s'] - spans_only['work_cpu_s']) / n * 1e6:,.0f} us CPU per call, "
+                  f"RSS {instrumented['rss_mb'] - spans_only['rss_mb']:+.1f} MB")
             print(f"  rows stored (llm_calls, read through serve): {stored} of {n} calls"
                   f"{'' if stored == n else '  <-- MISMATCH'}; the application exited without flush() and wrote nothing to stderr")
         print(f"\n  serve meanwhile: {_process_cpu(serve.pid) - serve_cpu_before:.2f} s CPU (ingest + schema) in its own process")
