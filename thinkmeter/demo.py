@@ -18,12 +18,15 @@ import re
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import thinkmeter
+from thinkmeter import demo_tasks
 from thinkmeter.config import Settings
+from thinkmeter.demo_tasks import GradedResult
 from thinkmeter.pricing import PriceTable
 from thinkmeter.schemas.record import Usage
 from thinkmeter.simulator import Reply, Scenario, TrafficMix, start_simulator
@@ -51,7 +54,7 @@ PROVIDERS = (
     Provider("openai", 0.50, None),
     Provider("anthropic", 0.15, "claude-sonnet-4-5", reports_cache_writes=True),
     Provider("gcp.gemini", 0.15, "gemini-2.5-flash", omits_zero_cache_reads=True),
-    # A self-hosted vLLM reports reasoning tokens; the price is the model's hosted API rate.
+    # A self-hosted vLLM reports reasoning tokens; an open-weight model has no shipped price (prices are per provider).
     Provider("vllm", 0.10, "qwen3-235b-a22b"),
     # Ollama counts thinking inside eval_count only; a local model has no price.
     Provider("ollama", 0.10, "qwq:32b", reasoning_estimated=True),
@@ -95,6 +98,8 @@ class DemoResult:
     by_provider: dict[str, ProviderCheck] = field(default_factory=dict)
     # stored time to first visible token minus the simulator's, per streamed call
     ttfvt_errors_s: list[float] = field(default_factory=list)
+    graded: GradedResult | None = None
+    window_s: int = 3600  # covers this run's rows
 
 
 def plan(calls: int, seed: int) -> list[Planned]:
@@ -261,8 +266,8 @@ def _request(urls: dict[str, str], clients: dict[str, Any], call: Planned) -> No
 class Progress:
     """A one-line progress bar on stderr."""
 
-    def __init__(self, total: int) -> None:
-        self.total, self.done = total, 0
+    def __init__(self, total: int, unit: str = "calls") -> None:
+        self.total, self.done, self.unit = total, 0, unit
         self._lock = threading.Lock()
         self._last = 0.0
         # A terminal gets a bar redrawn in place; a log gets a line every 10%.
@@ -282,47 +287,56 @@ class Progress:
 
     def _draw(self, start: str, end: str) -> None:
         filled = 30 * self.done // self.total
-        sys.stderr.write(f"{start}  [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} calls{end}")
+        sys.stderr.write(f"{start}  [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {self.unit}{end}")
         sys.stderr.flush()
 
 
-def run(settings: Settings, calls: int, concurrency: int, time_scale: float, seed: int) -> DemoResult:
+def run(settings: Settings, calls: int, concurrency: int, time_scale: float, seed: int, graded_per_budget: int = 0) -> DemoResult:
+    """The mixed workload, then (graded_per_budget > 0) the graded tasks of demo_tasks, both in an
+    application process of their own; then the checks, reading as a user does."""
     planned = plan(calls, seed)
     fleet = Fleet(time_scale)
     started = time.monotonic()
-    errors = run_application(settings, fleet, planned, concurrency)
+    errors, graded = run_application(settings, fleet, planned, concurrency, graded_per_budget, seed)
     result = DemoResult(calls=calls, failed_calls=sum(e is not None for e in errors), seconds=time.monotonic() - started)
     for call, error in zip(planned, errors, strict=True):
         if error is not None and call.scenario.error_status is None and call.scenario.disconnect_after_visible is None:
             result.mismatches.append(f"call {call.index} ({call.provider}) failed unplanned: {error}")
+    result.graded = graded
     replies = fleet.stop()
+    wait_until_stored(settings)
+    result.window_s = int(time.monotonic() - started) + 60
     verify(settings, planned, replies, result)
     return result
 
 
-def run_application(settings: Settings, fleet: Fleet, planned: list[Planned], concurrency: int) -> list[str | None]:
-    """Run the calls in an application process of their own; what each call raised, if anything."""
+def run_application(
+    settings: Settings, fleet: Fleet, planned: list[Planned], concurrency: int, graded_per_budget: int, seed: int
+) -> tuple[list[str | None], GradedResult | None]:
+    """Run the calls in an application process of their own: what each call raised, and the graded tasks."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     application = context.Process(
         target=_application,
-        args=(settings.data_dir, settings.clickhouse_url, fleet.urls, fleet.providers, planned, concurrency, send),
+        args=(settings, fleet.urls, fleet.providers, planned, concurrency, graded_per_budget, seed, send),
     )
     application.start()
     send.close()
-    errors: list[str | None] = receive.recv()
+    errors, graded = receive.recv()
     application.join(timeout=120)
     if application.exitcode != 0:
         raise RuntimeError(f"the demo's application process failed (exit code {application.exitcode})")
-    return errors
+    return errors, graded
 
 
 def _application(
-    data_dir: Any, clickhouse_url: str | None, urls: dict[str, str], providers: dict[str, str], planned: list[Planned],
-    concurrency: int, send: Any,
+    settings: Settings, urls: dict[str, str], providers: dict[str, str], planned: list[Planned], concurrency: int,
+    graded_per_budget: int, seed: int, send: Any,
 ) -> None:
     """What an instrumented application does: instrument, call, and exit (no flush: atexit writes the rest)."""
-    thinkmeter.instrument(exporter="clickhouse", clickhouse_url=clickhouse_url, data_dir=data_dir, providers=providers)
+    thinkmeter.instrument(
+        exporter="clickhouse", clickhouse_url=settings.clickhouse_url, data_dir=settings.data_dir, providers=providers
+    )
     clients = _clients(urls)
     progress = Progress(len(planned))
 
@@ -332,7 +346,27 @@ def _application(
         return error
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        send.send(list(pool.map(one, planned)))
+        errors = list(pool.map(one, planned))
+    graded = None
+    if graded_per_budget > 0:
+        graded = demo_tasks.run(
+            settings, clients, urls["openai"] + "/v1", providers, graded_per_budget, concurrency, seed,
+            prefix=f"demo-{uuid.uuid4().hex[:6]}", progress=Progress(len(demo_tasks.plan(graded_per_budget, seed, "")), "graded tasks").step,
+        )  # fmt: skip
+    send.send((errors, graded))
+
+
+def wait_until_stored(settings: Settings) -> None:
+    """Through `thinkmeter serve`, the application's last segments are stored within a second or two:
+    wait until none is left (without serve, the reader ingests them itself)."""
+    from thinkmeter.segments import kept_segments
+    from thinkmeter.serve.discovery import find_serve
+
+    if settings.clickhouse_url or find_serve(settings.data_dir) is None:
+        return
+    deadline = time.monotonic() + STORED_WAIT_S
+    while kept_segments(settings.segments_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _call_index(reply: Reply) -> int | None:
@@ -351,20 +385,14 @@ def verify(settings: Settings, planned: list[Planned], replies: list[Reply], res
     by_index = {index: reply for reply in replies if (index := _call_index(reply)) is not None}
     completed = {index: reply for index, reply in by_index.items() if reply.outcome == "completed"}
     prices = PriceTable.load(settings.price_file)
-    # Through serve, the application's last segments are stored within a second or two: wait for them.
-    deadline = time.monotonic() + STORED_WAIT_S
-    while True:
-        with store_session(settings) as client:
-            rows = list(client.query(
-                "SELECT session, provider, response_id, input_tokens, cache_read_tokens, cache_write_tokens,"
-                " output_tokens, reasoning_tokens, visible_output_tokens, reasoning_source, cost_usd,"
-                " time_to_first_visible_token_s, stream"
-                " FROM llm_calls WHERE session IN {sessions:Array(String)}",
-                parameters={"sessions": [_session(index) for index in by_index]},
-            ).named_results())
-        if len(rows) >= len(by_index) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    with store_session(settings) as client:
+        rows = list(client.query(
+            "SELECT session, provider, response_id, input_tokens, cache_read_tokens, cache_write_tokens,"
+            " output_tokens, reasoning_tokens, visible_output_tokens, reasoning_source, cost_usd,"
+            " time_to_first_visible_token_s, stream"
+            " FROM llm_calls WHERE session IN {sessions:Array(String)}",
+            parameters={"sessions": [_session(index) for index in by_index]},
+        ).named_results())
     result.stored = len(rows)
     for row in rows:
         index = int(row["session"].removeprefix("call-"))
@@ -422,7 +450,7 @@ def _compare(row: dict[str, Any], call: Planned, reply: Reply, prices: PriceTabl
         # an estimate is priced as stored; its closeness to the truth is reported apart
         reasoning_tokens=row["reasoning_tokens"] if provider.reasoning_estimated else truth.reasoning_tokens,
     )
-    cost = prices.cost(reply.model, usage)
+    cost = prices.cost(provider.name, reply.model, usage)
     stored_cost = row["cost_usd"]
     if (cost is None) != (stored_cost is None) or (cost is not None and abs(cost.total_usd - stored_cost) > 1e-12):
         problems.append(f"cost: stored {stored_cost}, expected {cost and cost.total_usd}")
