@@ -16,6 +16,7 @@ INSTRUMENTORS = {
     "anthropic": "thinkmeter.instrumentation.anthropic_sdk",
     "google.genai": "thinkmeter.instrumentation.gemini_sdk",
     "ollama": "thinkmeter.instrumentation.ollama_sdk",
+    "botocore": "thinkmeter.instrumentation.bedrock_sdk",
     # Patched when the application imports transformers: thinkmeter never imports torch itself.
     "transformers": "thinkmeter.instrumentation.transformers_generate",
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thinkmeter.instrumentation._estimate import estimate_reasoning
+from thinkmeter.instrumentation._estimate import reasoning_from_blocks
 from thinkmeter.instrumentation._values import count, field
 from thinkmeter.schemas.record import Source, Usage
 
@@ -43,11 +43,6 @@ def anthropic_usage(first: Any, final: Any | None, thought: bool | None, visible
         output_source=Source.REPORTED if output is not None else Source.UNKNOWN,
         reasoning_source=Source.REPORTED if thinking is not None else Source.UNKNOWN,
     )
-    if thinking is None and output is not None and thought is not None:
-        if thought:
-            estimate_reasoning(usage, visible_chars)
-        else:
-            # No thinking block came back: the model did not think, exactly.
-            usage.reasoning_tokens = 0
-            usage.reasoning_source = Source.DERIVED
+    if thinking is None:
+        reasoning_from_blocks(usage, thought, visible_chars)
     return usage

@@ -16,6 +16,9 @@ from pathlib import Path
 
 from thinkmeter.schemas.record import Usage
 
+# Bedrock's geographic cross-region inference profiles (us.anthropic.claude-..., eu.amazon.nova-...) bill
+# as the model in the calling region; the global. profiles are priced apart.
+_BEDROCK_GEO_PROFILE = re.compile(r"^(us|us-gov|eu|apac|jp|au|ca)\.(?=[a-z]+\.)")
 _SNAPSHOT_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest|-preview(-[\w.-]*)?|-exp(-[\w.-]*)?|@[\w.-]+)$")
 
 
@@ -88,7 +91,7 @@ class PriceTable:
         return price
 
     def _match(self, name: str) -> Price | None:
-        candidates = [name, name.rsplit("/", 1)[-1]]
+        candidates = [name, name.rsplit("/", 1)[-1], _BEDROCK_GEO_PROFILE.sub("", name)]
         candidates += [_SNAPSHOT_SUFFIX.sub("", c) for c in candidates]
         for candidate in candidates:
             if candidate in self._prices:

@@ -132,6 +132,7 @@ class Plan:
     stream: bool  # chunked body sent as the emits fall due; otherwise one body at the last emit
     content_type: str
     emits: Iterable[Emit]
+    headers: tuple[tuple[str, str], ...] = ()  # more response headers (Bedrock's request id and invocation metrics)
 
 
 @dataclass(frozen=True, slots=True)
