@@ -17,6 +17,7 @@ INSTRUMENTORS = {
     "google.genai": "thinkmeter.instrumentation.gemini_sdk",
     "ollama": "thinkmeter.instrumentation.ollama_sdk",
     "botocore": "thinkmeter.instrumentation.bedrock_sdk",
+    "mistralai": "thinkmeter.instrumentation.mistral_sdk",
     # Patched when the application imports transformers: thinkmeter never imports torch itself.
     "transformers": "thinkmeter.instrumentation.transformers_generate",
 }

@@ -135,7 +135,7 @@ class Patcher:
 
 
 def given(value: Any) -> Any:
-    """A keyword argument's value, or None when absent or the SDK's omit / NOT_GIVEN sentinel."""
-    if value is None or type(value).__name__ in ("Omit", "NotGiven"):
+    """A keyword argument's value, or None when absent or the SDK's omit / NOT_GIVEN / UNSET sentinel."""
+    if value is None or type(value).__name__ in ("Omit", "NotGiven", "Unset"):
         return None
     return value

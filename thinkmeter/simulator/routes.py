@@ -29,8 +29,8 @@ class SimOptions(BaseModel):
     reasoning_field: Literal["reasoning", "reasoning_content"] | None = None
     # How an OpenAI-compatible chat server words its usage (see simulator/openai_chat.py): DeepSeek's
     # cache hit/miss counts, xAI's reasoning outside completion_tokens, Groq's timings and x_groq usage,
-    # OpenRouter's billed cost, llama.cpp's `timings`.
-    chat_flavour: Literal["openai", "deepseek", "xai", "groq", "openrouter", "llama.cpp"] = "openai"
+    # OpenRouter's billed cost, llama.cpp's `timings`; Mistral's thinking chunks (simulator/mistral.py).
+    chat_flavour: Literal["openai", "deepseek", "xai", "groq", "openrouter", "llama.cpp", "mistral"] = "openai"
 
 
 class BadRequest(Exception):
