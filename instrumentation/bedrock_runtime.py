@@ -14,8 +14,6 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from botocore.response import StreamingBody
-
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._stream import traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
@@ -127,6 +125,8 @@ def read_converse(record: CallRecord, reply: Any) -> None:
 def _read_invoke(call: Call, reply: dict[str, Any], claude: bool) -> None:
     """Claude's body is read (and put back, as a body the caller reads the same way); any other
     model's is left unread and the counts come from Bedrock's response headers."""
+    from botocore.response import StreamingBody  # imported by botocore itself by now
+
     record = call.record
     if claude:
         body = reply["body"]

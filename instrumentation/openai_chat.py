@@ -12,7 +12,7 @@ from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode
 from thinkmeter.instrumentation._stream import record_reply_identity, traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation._values import field, known_text
-from thinkmeter.instrumentation.openai_usage import read_chat_usage, reasoning_text
+from thinkmeter.instrumentation.openai_usage import ChatFlavour, read_chat_usage, reasoning_text
 from thinkmeter.schemas.record import CallRecord
 
 
@@ -56,7 +56,7 @@ class ChatSurface:
         return result
 
 
-def read_completion(record: CallRecord, completion: Any) -> None:
+def read_completion(record: CallRecord, completion: Any, flavour: ChatFlavour | None = None) -> None:
     # Only text where text belongs: a broken server's numbers or objects there are left unknown.
     record.response_model = known_text(completion.model)
     record.response_id = known_text(completion.id)
@@ -69,12 +69,12 @@ def read_completion(record: CallRecord, completion: Any) -> None:
             visible += answer_chars(choice.message)
     except (AttributeError, TypeError):
         reasoning = visible = 0  # a malformed message: no text sizes, but the usage is still read
-    read_chat_usage(record, completion.usage, field(completion, "timings"), reasoning, visible)
+    read_chat_usage(record, completion.usage, field(completion, "timings"), reasoning, visible, flavour)
 
 
 def answer_chars(message: Any) -> int:
     """Characters of generated answer in a message or a stream delta: content, refusal, tool arguments."""
-    chars = len(message.content or "") + len(message.refusal or "")
+    chars = len(message.content or "") + len(field(message, "refusal") or "")  # LiteLLM's deltas have no refusal
     for tool_call in message.tool_calls or ():
         chars += len(field(field(tool_call, "function"), "arguments") or "")
     return chars
@@ -88,6 +88,7 @@ class ChatStreamAccumulator:
         "answers",
         "call",
         "finish_reasons",
+        "flavour",
         "model",
         "reasoning_chars",
         "response_id",
@@ -96,8 +97,9 @@ class ChatStreamAccumulator:
         "visible_chars",
     )
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: Call, flavour: ChatFlavour | None = None) -> None:
         self.call = call
+        self.flavour = flavour  # None: the provider's
         self.model: str | None = None
         self.response_id: str | None = None
         self.finish_reasons: dict[int, str] = {}
@@ -134,7 +136,7 @@ class ChatStreamAccumulator:
                         call.last_token = now
                     if self.answers is not None:
                         self.answers.add(choice.index, content)
-                elif delta.refusal or delta.tool_calls:
+                elif delta.tool_calls or field(delta, "refusal"):
                     self.visible_chars += answer_chars(delta)
                     mark_tokens(call, now, visible=True)
                 elif reasoning:
@@ -142,7 +144,7 @@ class ChatStreamAccumulator:
             reason = choice.finish_reason
             if isinstance(reason, str) and reason and type(choice.index) is int:
                 self.finish_reasons[choice.index] = reason
-        usage = chunk.usage
+        usage = getattr(chunk, "usage", None)  # LiteLLM's chunks have it only when it is there
         extra = chunk.__pydantic_extra__
         if extra:
             if usage is None:  # Groq puts the usage of a stream on its last chunk's x_groq
@@ -156,6 +158,6 @@ class ChatStreamAccumulator:
     def on_end(self) -> None:
         record = self.call.record
         record_reply_identity(record, self.model, self.response_id, self.finish_reasons)
-        read_chat_usage(record, self.usage, self.timings, self.reasoning_chars, self.visible_chars)
+        read_chat_usage(record, self.usage, self.timings, self.reasoning_chars, self.visible_chars, self.flavour)
         if self.answers is not None:
             self.answers.capture(record, self.finish_reasons)

@@ -22,9 +22,13 @@ from thinkmeter.schemas.record import CallRecord, Source, Usage
 class ChatFlavour:
     # completion_tokens leave reasoning out, so output = completion + reasoning (total_tokens counts both).
     reasoning_outside_completion: bool = False
+    # usage.cost is what the provider billed (OpenRouter); LiteLLM puts its own estimate there.
+    cost_is_billed: bool = True
 
 
 OPENAI_FLAVOUR = ChatFlavour()
+# LiteLLM normalizes every provider's usage to OpenAI's.
+LITELLM_FLAVOUR = ChatFlavour(cost_is_billed=False)
 # Provider name -> how its chat usage differs from OpenAI's. Gemini's OpenAI-compatible endpoint, like
 # xAI, keeps thoughts out of completion_tokens.
 CHAT_FLAVOURS = {
@@ -54,14 +58,16 @@ def _source(value: int | None) -> Source:
 
 
 def reasoning_text(message: Any) -> str | None:
-    """The reasoning text an OpenAI-compatible server put on a message or a stream delta."""
+    """The reasoning text an OpenAI-compatible server put on a message or a stream delta (as an extra
+    field; LiteLLM's messages declare `reasoning_content`)."""
     extra = message.__pydantic_extra__
     if extra:
         for name in REASONING_FIELDS:
             text = extra.get(name)
             if text and isinstance(text, str):
                 return text
-    return None
+    text = message.__dict__.get("reasoning_content")
+    return text if text and isinstance(text, str) else None
 
 
 def chat_usage(usage: Any, flavour: ChatFlavour = OPENAI_FLAVOUR) -> Usage:
@@ -94,7 +100,9 @@ def chat_usage(usage: Any, flavour: ChatFlavour = OPENAI_FLAVOUR) -> Usage:
     )
 
 
-def read_chat_usage(record: CallRecord, usage: Any, timings: Any, reasoning_chars: int, visible_chars: int) -> None:
+def read_chat_usage(
+    record: CallRecord, usage: Any, timings: Any, reasoning_chars: int, visible_chars: int, flavour: ChatFlavour | None = None
+) -> None:
     """Everything a chat reply's usage (and llama.cpp's `timings`) says, into the record.
 
     `reasoning_chars` / `visible_chars`: how much reasoning and answer text the reply carried. A
@@ -103,8 +111,9 @@ def read_chat_usage(record: CallRecord, usage: Any, timings: Any, reasoning_char
     gets reasoning = completion - tokens(answer text), marked estimated.
     """
     if usage is not None:
-        record.usage = chat_usage(usage, chat_flavour(record.provider))
-        cost = number(usage, "cost")  # OpenRouter bills the call in its usage
+        flavour = flavour or chat_flavour(record.provider)
+        record.usage = chat_usage(usage, flavour)
+        cost = number(usage, "cost") if flavour.cost_is_billed else None  # OpenRouter bills the call in its usage
         if cost is not None:
             record.cost_usd, record.cost_source = cost, "reported"
         _set_seconds(record, usage, GROQ_USAGE_TIMES)

@@ -1,0 +1,144 @@
+"""LiteLLM against the simulator: each call traced exactly once, with LiteLLM's provider and model,
+whether LiteLLM speaks to the provider with its own HTTP code (Anthropic, Bedrock) or through the
+openai SDK (which thinkmeter also patches), streamed or not, sync and async."""
+
+from __future__ import annotations
+
+import os
+
+# LiteLLM fetches its model price map from the network at import unless told not to.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+import asyncio  # noqa: E402
+import gc  # noqa: E402
+from typing import Any  # noqa: E402
+
+import litellm  # noqa: E402
+import pytest  # noqa: E402
+
+from tests.instrumented import Spans, instrumented  # noqa: E402, F401  (pytest fixture)
+from tests.simulated import assert_at, assert_stream_timings, expected_cost, sim  # noqa: E402, F401  (pytest fixture)
+from thinkmeter.schemas import semconv as sc  # noqa: E402
+from thinkmeter.simulator import Scenario, Simulator  # noqa: E402
+
+SCENARIO = Scenario(
+    input_tokens=1200,
+    cached_input_tokens=800,
+    cache_write_tokens=300,
+    reasoning_tokens=700,
+    visible_tokens=12,
+    prefill_s=0.15,
+    thinking_s=0.8,
+    visible_tokens_per_s=200,
+)
+MESSAGES = [{"role": "user", "content": "Why is the sky blue?"}]
+# (LiteLLM model, provider recorded, model sent, how LiteLLM reaches it)
+ROUTES = {
+    "anthropic": ("anthropic/claude-opus-4-5", "anthropic", "claude-opus-4-5"),  # LiteLLM's own HTTP code
+    "openai": ("openai/o4-mini", "openai", "o4-mini"),  # through the openai SDK
+}
+
+
+def _kwargs(sim: Simulator, route: str, scenario: Scenario = SCENARIO, **extra: Any) -> dict[str, Any]:
+    model = ROUTES[route][0]
+    api_base = sim.url if route == "anthropic" else sim.base_url
+    return {"model": model, "messages": MESSAGES, "api_base": api_base, "api_key": "x", "max_tokens": 4096, "extra_headers": scenario.headers(), **extra}
+
+
+def assert_once(spans: Spans, sim: Simulator, route: str, *, stream: bool) -> dict[str, Any]:
+    attrs = spans.only_attributes()  # one span: the openai SDK's own call inside LiteLLM is not traced again
+    _, provider, model = ROUTES[route]
+    assert attrs[sc.PROVIDER] == provider and attrs[sc.REQUEST_MODEL] == model and attrs[sc.RESPONSE_MODEL] == model
+    assert attrs[sc.SERVER_ADDRESS] == "127.0.0.1" and attrs[sc.SERVER_PORT] == sim.port
+    assert attrs[sc.REQUEST_STREAM] is stream
+    assert attrs[sc.INPUT_TOKENS] == SCENARIO.input_tokens
+    assert attrs[sc.CACHE_READ_TOKENS] == SCENARIO.cached_input_tokens
+    assert attrs[sc.CACHE_WRITE_TOKENS] == SCENARIO.cache_write_tokens
+    assert attrs[sc.OUTPUT_TOKENS] == SCENARIO.output_tokens
+    assert attrs[sc.REASONING_TOKENS] == SCENARIO.reasoning_tokens and attrs[sc.REASONING_SOURCE] == "reported"
+    assert attrs[sc.VISIBLE_OUTPUT_TOKENS] == SCENARIO.visible_tokens
+    total, reasoning = expected_cost(model, SCENARIO)
+    assert attrs[sc.COST_USD] == pytest.approx(total) and attrs[sc.REASONING_COST_USD] == pytest.approx(reasoning)
+    assert sc.ERROR_TYPE not in attrs
+    if stream:
+        # Anthropic streams its thinking (LiteLLM: reasoning_content); OpenAI's reasoning is hidden.
+        assert_stream_timings(attrs, SCENARIO, reasoning_streamed=route == "anthropic")
+    return attrs
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_completion_is_traced_once(instrumented: Spans, sim: Simulator, route: str, stream: bool) -> None:
+    reply = litellm.completion(stream=stream, **_kwargs(sim, route))
+    if stream:
+        chunks = list(reply)
+        # The usage chunk thinkmeter asked for is not shown to a caller who did not ask for it.
+        assert all(chunk.choices for chunk in chunks)
+    assert_once(instrumented, sim, route, stream=stream)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_acompletion_is_traced_once(instrumented: Spans, sim: Simulator, route: str, stream: bool) -> None:
+    async def run() -> None:
+        reply = await litellm.acompletion(stream=stream, **_kwargs(sim, route))
+        if stream:
+            assert [chunk async for chunk in reply]
+
+    asyncio.run(run())
+    assert_once(instrumented, sim, route, stream=stream)
+
+
+def test_usage_chunk_asked_for_is_kept(instrumented: Spans, sim: Simulator) -> None:
+    chunks = list(litellm.completion(stream=True, stream_options={"include_usage": True}, **_kwargs(sim, "anthropic")))
+    assert chunks[-1].usage.completion_tokens == SCENARIO.output_tokens
+    assert_once(instrumented, sim, "anthropic", stream=True)
+
+
+def test_plain_openai_sdk_calls_are_still_traced_after_litellm(instrumented: Spans, sim: Simulator) -> None:
+    """The guard against counting twice lasts for LiteLLM's call only."""
+    import openai
+
+    litellm.completion(**_kwargs(sim, "openai"))
+    instrumented.clear()
+    client = openai.OpenAI(base_url=sim.base_url, api_key="x", max_retries=0)
+    client.chat.completions.create(model="o4-mini", messages=MESSAGES, extra_headers=SCENARIO.headers())
+    assert instrumented.only_attributes()[sc.OUTPUT_TOKENS] == SCENARIO.output_tokens
+
+
+def test_http_error_ends_the_span_with_its_type(instrumented: Spans, sim: Simulator) -> None:
+    scenario = SCENARIO.model_copy(update={"error_status": 429})
+    with pytest.raises(litellm.RateLimitError):
+        litellm.completion(**_kwargs(sim, "anthropic", scenario))
+    attrs = instrumented.only_attributes()
+    assert attrs[sc.ERROR_TYPE] == "RateLimitError" and attrs[sc.PROVIDER] == "anthropic"
+
+
+def test_early_break_ends_the_span_when_collected(instrumented: Spans, sim: Simulator) -> None:
+    stream = litellm.completion(stream=True, **_kwargs(sim, "anthropic"))
+    for chunk in stream:
+        if chunk.choices[0].delta.content:
+            break
+    del stream, chunk
+    gc.collect()
+    attrs = instrumented.only_attributes()
+    assert sc.OUTPUT_TOKENS not in attrs and attrs[sc.OUTPUT_SOURCE] == "unknown"
+    assert_at(attrs.get(sc.TIME_TO_FIRST_VISIBLE_TOKEN), SCENARIO.first_visible_s)
+
+
+def test_async_cancellation_ends_the_span(instrumented: Spans, sim: Simulator) -> None:
+    async def consume(started: asyncio.Event) -> None:
+        async for _ in await litellm.acompletion(stream=True, **_kwargs(sim, "anthropic")):
+            started.set()
+
+    async def run() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(consume(started))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    (span,) = instrumented.all()
+    assert dict(span.attributes or {})[sc.ERROR_TYPE] == "CancelledError"
