@@ -64,7 +64,6 @@ def test_opentelemetry_instrument_picks_thinkmeter_up(tmp_path: Path, sim: Simul
     assert span["name"] == "chat o4-mini" and span["resource"]["attributes"]["service.name"] == "zero-code-app"
     assert attrs[sc.PROVIDER] == "openai_compatible" and attrs[sc.OUTPUT_TOKENS] == SCENARIO.output_tokens
     assert attrs[sc.REASONING_TOKENS] == SCENARIO.reasoning_tokens and attrs[sc.INPUT_TOKENS] == SCENARIO.input_tokens
-    assert span["instrumentation_scope"]["name"] == "thinkmeter"
 
 
 @pytest.mark.skipif(not INSTRUMENT.exists(), reason="opentelemetry-instrument is not installed (pip install opentelemetry-distro)")
