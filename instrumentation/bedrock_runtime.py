@@ -11,6 +11,7 @@ import io
 import json
 import re
 import time
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,6 +32,14 @@ INVOCATION_METRICS = "amazon-bedrock-invocationMetrics"
 _INVOCATION_METRICS_BYTES = INVOCATION_METRICS.encode()
 
 
+@dataclass(frozen=True, slots=True)
+class Modeled:
+    """Which Converse fields the installed botocore parses (it drops fields its model lacks)."""
+
+    cache: bool = True
+    reasoning: bool = True
+
+
 class BedrockSurface:
     """One per operation: `stream` and `converse` say which reply shape comes back."""
 
@@ -39,6 +48,17 @@ class BedrockSurface:
         self.resolver = resolver
         self.converse = converse
         self.stream = stream
+        self.modeled: Modeled | None = None  # learnt from the first client's service model
+
+    def _learn_model(self, instance: Any) -> None:
+        """What this botocore reads off Converse replies: older ones (1.35) drop the cache counts and
+        reasoningContent blocks, which then are unknown rather than absent."""
+        if self.modeled is None:
+            model = instance._service_model
+            self.modeled = Modeled(
+                cache="cacheReadInputTokens" in model.shape_for("TokenUsage").members,
+                reasoning="reasoningContent" in model.shape_for("ContentBlock").members,
+            )
 
     def begin(self, instance: Any, kwargs: dict[str, Any]) -> Call:
         params = kwargs["api_params"]
@@ -54,6 +74,7 @@ class BedrockSurface:
         )
         if self.converse:
             _read_converse_request(record, params)
+            self._learn_model(instance)
         return Call(self.telemetry, record)
 
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
@@ -61,13 +82,13 @@ class BedrockSurface:
         record.response_id = known_text(field(field(result, "ResponseMetadata"), "RequestId"))
         claude = bool(record.request_model and CLAUDE.search(record.request_model))
         if self.converse and self.stream:
-            result["stream"] = traced(result["stream"], ConverseStreamAccumulator(call), is_async)
+            result["stream"] = traced(result["stream"], ConverseStreamAccumulator(call, self.modeled or Modeled()), is_async)
             return result
         if self.stream:
             result["body"] = traced(result["body"], InvokeStreamAccumulator(call, claude), is_async)
             return result
         if self.converse:
-            read_converse(record, result)
+            read_converse(record, result, self.modeled or Modeled())
         else:
             _read_invoke(call, result, claude)
         call.finish()
@@ -111,14 +132,14 @@ def _latency(record: CallRecord, metrics: Any) -> None:
         record.attributes[sc.SERVER_TOTAL_TIME] = latency_ms / 1000
 
 
-def read_converse(record: CallRecord, reply: Any) -> None:
+def read_converse(record: CallRecord, reply: Any, modeled: Modeled) -> None:
     reason = known_text(field(reply, "stopReason"))
     if reason:
         record.finish_reasons = (reason,)
     thought, visible_chars = _content_shape(field(field(field(reply, "output"), "message"), "content"))
     usage = field(reply, "usage")
     if usage is not None:
-        record.usage = converse_usage(usage, thought, visible_chars)
+        record.usage = converse_usage(usage, thought if modeled.reasoning else None, visible_chars, modeled.cache)
     _latency(record, field(reply, "metrics"))
 
 
@@ -166,10 +187,11 @@ class ConverseStreamAccumulator:
     happened); text and tool-input deltas are visible. messageStop carries the stop reason, the
     closing metadata event the usage."""
 
-    __slots__ = ("call", "metrics", "stop_reason", "thought", "usage", "visible_chars")
+    __slots__ = ("call", "metrics", "modeled", "stop_reason", "thought", "usage", "visible_chars")
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: Call, modeled: Modeled) -> None:
         self.call = call
+        self.modeled = modeled
         self.stop_reason: str | None = None
         self.usage: Any = None
         self.metrics: Any = None
@@ -210,7 +232,9 @@ class ConverseStreamAccumulator:
         if self.stop_reason:
             record.finish_reasons = (self.stop_reason,)
         if self.usage is not None:
-            record.usage = converse_usage(self.usage, self.thought, self.visible_chars)
+            modeled = self.modeled
+            thought = self.thought if modeled.reasoning else None
+            record.usage = converse_usage(self.usage, thought, self.visible_chars, modeled.cache)
         _latency(record, self.metrics)
 
 

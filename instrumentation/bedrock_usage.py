@@ -14,11 +14,14 @@ INPUT_COUNT_HEADER = "x-amzn-bedrock-input-token-count"
 OUTPUT_COUNT_HEADER = "x-amzn-bedrock-output-token-count"
 
 
-def converse_usage(usage: Any, thought: bool | None, visible_chars: int) -> Usage:
+def converse_usage(usage: Any, thought: bool | None, visible_chars: int, cache_readable: bool = True) -> Usage:
     """Converse `usage`: inputTokens leave cache reads and writes out, so input is the three added;
     outputTokens include reasoning, which Bedrock never counts apart: it is 0 when no reasoningContent
-    block came back (`thought`), else output minus an estimate of the visible text."""
-    uncached = count(usage, "inputTokens")
+    block came back (`thought`), else output minus an estimate of the visible text.
+
+    `cache_readable` False: this botocore predates the cache counts and drops them from the reply,
+    so the input, which includes them, is unknown (never just inputTokens)."""
+    uncached = count(usage, "inputTokens") if cache_readable else None
     cache_read = count(usage, "cacheReadInputTokens")
     cache_write = count(usage, "cacheWriteInputTokens")
     output = count(usage, "outputTokens")

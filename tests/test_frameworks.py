@@ -4,7 +4,6 @@ stored beside thinkmeter's, are not counted as calls."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,7 +48,7 @@ def test_langchain(instrumented: Spans, sim: Simulator, stream: bool) -> None:
 @pytest.fixture
 def agents_sdk() -> Iterator[Any]:
     agents = pytest.importorskip("agents")
-    agents.set_tracing_disabled(True)  # its own traces would go to OpenAI's servers
+    agents.set_tracing_disabled(True)  # its own traces would go to OpenAI's servers (conftest also says so)
     yield agents
 
 

@@ -1000,7 +1000,7 @@ def bedrock_surface(harness: Harness, converse: bool, stream: bool) -> Any:
 def test_bedrock_replies_and_streams(harness: Harness, seed: int, error: BaseException | None, at: int) -> None:
     from botocore.response import StreamingBody
 
-    from thinkmeter.instrumentation.bedrock_runtime import ConverseStreamAccumulator, InvokeStreamAccumulator
+    from thinkmeter.instrumentation.bedrock_runtime import ConverseStreamAccumulator, InvokeStreamAccumulator, Modeled
 
     for doc in mutants(CONVERSE_REPLY, seed):
         reply = doc if isinstance(doc, dict) else {"ResponseMetadata": doc}
@@ -1017,7 +1017,7 @@ def test_bedrock_replies_and_streams(harness: Harness, seed: int, error: BaseExc
         assert_honest(harness.only_span_attributes())
     for docs in mutants(CONVERSE_EVENTS, seed):
         call = bedrock_call(harness, True)
-        seen, raised = drain(TracedStream(failing(docs, error, at), ConverseStreamAccumulator(call)), docs)
+        seen, raised = drain(TracedStream(failing(docs, error, at), ConverseStreamAccumulator(call, Modeled())), docs)
         check_stream(harness, call, docs, seen, raised, error)
     metrics = {"type": "message_stop", "amazon-bedrock-invocationMetrics": {"inputTokenCount": 3, "outputTokenCount": 7}}
     for docs in mutants([*ANTHROPIC_EVENTS, metrics], seed):

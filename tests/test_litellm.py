@@ -4,22 +4,17 @@ openai SDK (which thinkmeter also patches), streamed or not, sync and async."""
 
 from __future__ import annotations
 
-import os
+import asyncio
+import gc
+from typing import Any
 
-# LiteLLM fetches its model price map from the network at import unless told not to.
-os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+import litellm  # conftest has set LITELLM_LOCAL_MODEL_COST_MAP: no price-map download at import
+import pytest
 
-import asyncio  # noqa: E402
-import gc  # noqa: E402
-from typing import Any  # noqa: E402
-
-import litellm  # noqa: E402
-import pytest  # noqa: E402
-
-from tests.instrumented import Spans, instrumented  # noqa: E402, F401  (pytest fixture)
-from tests.simulated import assert_at, assert_stream_timings, expected_cost, sim  # noqa: E402, F401  (pytest fixture)
-from thinkmeter.schemas import semconv as sc  # noqa: E402
-from thinkmeter.simulator import Scenario, Simulator  # noqa: E402
+from tests.instrumented import Spans, instrumented  # noqa: F401  (pytest fixture)
+from tests.simulated import assert_at, assert_stream_timings, expected_cost, sim  # noqa: F401  (pytest fixture)
+from thinkmeter.schemas import semconv as sc
+from thinkmeter.simulator import Scenario, Simulator
 
 SCENARIO = Scenario(
     input_tokens=1200,
