@@ -33,6 +33,10 @@ class Endpoint:
     address: str | None
     port: int | None
 
+    def record_fields(self) -> dict[str, str | int | None]:
+        """The CallRecord fields this endpoint fills: CallRecord(**endpoint.record_fields(), ...)."""
+        return {"provider": self.provider, "engine": self.engine, "server_address": self.address, "server_port": self.port}
+
 
 class EndpointResolver:
     """Maps base URLs to endpoints; `overrides` keys are "host" or "host:port", values provider names."""

@@ -65,10 +65,7 @@ class BedrockSurface:
         endpoint = self.resolver.resolve(instance.meta.endpoint_url, PROVIDER)
         record = CallRecord(
             operation="chat",
-            provider=endpoint.provider,
-            engine=endpoint.engine,
-            server_address=endpoint.address,
-            server_port=endpoint.port,
+            **endpoint.record_fields(),
             request_model=known_text(field(params, "modelId")),
             stream=self.stream,
         )

@@ -16,7 +16,7 @@ from thinkmeter.instrumentation._patch import Patcher, async_wrapper, given, syn
 from thinkmeter.instrumentation._stream import traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry
 from thinkmeter.instrumentation._values import field, known_text
-from thinkmeter.instrumentation.openai_chat import ChatStreamAccumulator, read_completion
+from thinkmeter.instrumentation.openai_chat import ChatStreamAccumulator, ask_for_stream_usage, read_completion
 from thinkmeter.instrumentation.openai_usage import LITELLM_FLAVOUR
 from thinkmeter.schemas.record import CallRecord
 
@@ -74,10 +74,7 @@ class LiteLLMSurface:
         budget = field(thinking, "budget_tokens") if field(thinking, "type") == "enabled" else None
         record = CallRecord(
             operation="chat",
-            provider=endpoint.provider,
-            engine=endpoint.engine,
-            server_address=endpoint.address,
-            server_port=endpoint.port,
+            **endpoint.record_fields(),
             request_model=known_text(model),
             stream=stream,
             max_tokens=given(kwargs.get("max_completion_tokens")) or given(kwargs.get("max_tokens")),
@@ -86,11 +83,7 @@ class LiteLLMSurface:
         )
         call = Call(self.telemetry, record)
         if stream:
-            options = given(kwargs.get("stream_options")) or {}
-            if not options.get("include_usage"):
-                # LiteLLM adds its usage chunk only when asked; the proxy hides it again.
-                kwargs["stream_options"] = {**options, "include_usage": True}
-                call.hide_usage_chunk = True
+            ask_for_stream_usage(call, kwargs)  # LiteLLM adds its usage chunk only when asked
         return call
 
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:

@@ -51,10 +51,7 @@ class MistralChatSurface:
         max_tokens = given(kwargs.get("max_tokens"))
         record = CallRecord(
             operation="chat",
-            provider=endpoint.provider,
-            engine=endpoint.engine,
-            server_address=endpoint.address,
-            server_port=endpoint.port,
+            **endpoint.record_fields(),
             request_model=known_text(kwargs.get("model")),
             stream=self.stream,
             max_tokens=max_tokens if type(max_tokens) is int else None,

@@ -34,12 +34,7 @@ class ChatSurface:
         capture_input(self.telemetry.capture_content, record, given(kwargs.get("messages")))
         call = start_call(self.telemetry, self.resolver, instance, record)
         if stream and raw_response_mode(kwargs) is None:
-            options = given(kwargs.get("stream_options")) or {}
-            if not options.get("include_usage"):
-                # Exact counts need the final usage chunk; the caller did not ask for it, so the
-                # stream proxy hides it again.
-                kwargs["stream_options"] = {**options, "include_usage": True}
-                call.hide_usage_chunk = True
+            ask_for_stream_usage(call, kwargs)
         return call
 
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
@@ -54,6 +49,15 @@ class ChatSurface:
             capture_output(content, call.record, lambda: [(c.message.content, c.message.tool_calls, c.finish_reason) for c in result.choices])
         call.finish()
         return result
+
+
+def ask_for_stream_usage(call: Call, kwargs: dict[str, Any]) -> None:
+    """Exact counts need a stream's final usage chunk: ask for it when the caller did not (the stream
+    proxy then hides it again)."""
+    options = given(kwargs.get("stream_options")) or {}
+    if not options.get("include_usage"):
+        kwargs["stream_options"] = {**options, "include_usage": True}
+        call.hide_usage_chunk = True
 
 
 def read_completion(record: CallRecord, completion: Any, flavour: ChatFlavour | None = None) -> None:
