@@ -1064,7 +1064,10 @@ def mistral_model(model_type: Any, doc: Any) -> Any:
 @fuzz(100)
 @given(seed=st.integers(), error=st.none() | sdk_error(), at=st.integers(0, 3))
 def test_mistral_reply_and_stream(harness: Harness, seed: int, error: BaseException | None, at: int) -> None:
-    from mistralai.client.models import ChatCompletionResponse, CompletionChunk, CompletionEvent
+    try:
+        from mistralai.client.models import ChatCompletionResponse, CompletionChunk, CompletionEvent
+    except ImportError:  # mistralai 1.x
+        from mistralai.models import ChatCompletionResponse, CompletionChunk, CompletionEvent
 
     from thinkmeter.instrumentation.mistral_sdk import MistralChatSurface, MistralStreamAccumulator
 

@@ -9,7 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mistralai.client import Mistral
+
+try:
+    from mistralai.client import Mistral  # mistralai 2.x, 3.x
+except ImportError:
+    from mistralai import Mistral  # mistralai 1.x
 
 from tests.instrumented import Spans, instrumented  # noqa: F401  (pytest fixture)
 from tests.simulated import assert_at, assert_stream_timings, expected_cost
