@@ -17,7 +17,7 @@ from thinkmeter.instrumentation.mistral_usage import content_sizes, mistral_usag
 from thinkmeter.schemas.record import CallRecord
 
 PROVIDER = "mistral_ai"
-# mistralai 3.x keeps its resources under mistralai.client; 1.x and 2.x at the top.
+# mistralai 2.x and 3.x keep their resources under mistralai.client; 1.x at the top.
 CHAT_MODULES = ("mistralai.client.chat", "mistralai.chat")
 
 
