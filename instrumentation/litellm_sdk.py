@@ -17,7 +17,7 @@ from thinkmeter.instrumentation._stream import traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry
 from thinkmeter.instrumentation._values import field, known_text
 from thinkmeter.instrumentation.openai_chat import ChatStreamAccumulator, ask_for_stream_usage, read_completion
-from thinkmeter.instrumentation.openai_usage import LITELLM_FLAVOUR
+from thinkmeter.instrumentation.openai_usage import LITELLM_FLAVOUR, LITELLM_UNCOUNTED_FLAVOUR
 from thinkmeter.schemas.record import CallRecord
 
 # LiteLLM's provider names -> gen_ai.provider.name where the GenAI semconv names the provider.
@@ -42,6 +42,9 @@ PROVIDERS = {
     "watsonx": "ibm.watsonx.ai",
     "xai": "x_ai",
 }
+# Providers whose APIs count no reasoning apart: LiteLLM's reasoning_tokens for them is its own
+# tokenization of the (often summarized) reasoning text, so reasoning is estimated here instead.
+UNCOUNTED_REASONING = frozenset({"aws.bedrock", "mistral_ai", "ollama"})
 
 
 def instrument(patcher: Patcher, telemetry: Telemetry, resolver: EndpointResolver) -> None:
@@ -58,6 +61,8 @@ def _provider(model: str, kwargs: dict[str, Any]) -> tuple[str, str, Any]:
     model, provider, _, api_base = get_llm_provider(
         model=model, custom_llm_provider=given(kwargs.get("custom_llm_provider")), api_base=given(kwargs.get("api_base"))
     )
+    if provider == "bedrock" and "arn:" not in model:
+        model = model.rsplit("/", 1)[-1]  # LiteLLM's route (converse/, invoke/, ...) before Bedrock's model id
     return provider, model, api_base
 
 
@@ -89,8 +94,9 @@ class LiteLLMSurface:
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
         # LiteLLM's usage is OpenAI's whatever the provider: no provider dialect applies, and its
         # usage.cost is LiteLLM's own estimate, not a bill.
+        flavour = LITELLM_UNCOUNTED_FLAVOUR if call.record.provider in UNCOUNTED_REASONING else LITELLM_FLAVOUR
         if call.record.stream:
-            return traced(result, ChatStreamAccumulator(call, LITELLM_FLAVOUR), is_async)
-        read_completion(call.record, result, LITELLM_FLAVOUR)
+            return traced(result, ChatStreamAccumulator(call, flavour), is_async)
+        read_completion(call.record, result, flavour)
         call.finish()
         return result

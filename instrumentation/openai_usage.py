@@ -24,11 +24,15 @@ class ChatFlavour:
     reasoning_outside_completion: bool = False
     # usage.cost is what the provider billed (OpenRouter); LiteLLM puts its own estimate there.
     cost_is_billed: bool = True
+    # reasoning_tokens is the provider's count; LiteLLM fills it in by tokenizing the reasoning text
+    # of providers that count none (a summary's tokens, for Claude on Bedrock), which is not.
+    reasoning_counted: bool = True
 
 
 OPENAI_FLAVOUR = ChatFlavour()
 # LiteLLM normalizes every provider's usage to OpenAI's.
 LITELLM_FLAVOUR = ChatFlavour(cost_is_billed=False)
+LITELLM_UNCOUNTED_FLAVOUR = ChatFlavour(cost_is_billed=False, reasoning_counted=False)
 # Provider name -> how its chat usage differs from OpenAI's. Gemini's OpenAI-compatible endpoint, like
 # xAI, keeps thoughts out of completion_tokens.
 CHAT_FLAVOURS = {
@@ -75,7 +79,7 @@ def chat_usage(usage: Any, flavour: ChatFlavour = OPENAI_FLAVOUR) -> Usage:
     prompt_tokens include cached."""
     completion = field(usage, "completion_tokens_details")
     prompt = field(usage, "prompt_tokens_details")
-    reasoning = count(completion, "reasoning_tokens")
+    reasoning = count(completion, "reasoning_tokens") if flavour.reasoning_counted else None
     output = count(usage, "completion_tokens")
     output_source = _source(output)
     if flavour.reasoning_outside_completion and output is not None and reasoning is not None:

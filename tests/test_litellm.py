@@ -13,8 +13,10 @@ import pytest
 
 from tests.instrumented import Spans, instrumented  # noqa: F401  (pytest fixture)
 from tests.simulated import assert_at, assert_stream_timings, expected_cost, sim  # noqa: F401  (pytest fixture)
+from thinkmeter.instrumentation._estimate import estimated_tokens
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.simulator import Scenario, Simulator
+from thinkmeter.simulator.scenario import answer_words
 
 SCENARIO = Scenario(
     input_tokens=1200,
@@ -28,6 +30,7 @@ SCENARIO = Scenario(
 )
 MESSAGES = [{"role": "user", "content": "Why is the sky blue?"}]
 # (LiteLLM model, provider recorded, model sent, how LiteLLM reaches it)
+BEDROCK_MODEL = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
 ROUTES = {
     "anthropic": ("anthropic/claude-opus-4-5", "anthropic", "claude-opus-4-5"),  # LiteLLM's own HTTP code
     "openai": ("openai/o4-mini", "openai", "o4-mini"),  # through the openai SDK
@@ -38,6 +41,35 @@ def _kwargs(sim: Simulator, route: str, scenario: Scenario = SCENARIO, **extra: 
     model = ROUTES[route][0]
     api_base = sim.url if route == "anthropic" else sim.base_url
     return {"model": model, "messages": MESSAGES, "api_base": api_base, "api_key": "x", "max_tokens": 4096, "extra_headers": scenario.headers(), **extra}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_bedrock_through_litellms_own_http_code(instrumented: Spans, sim: Simulator, stream: bool) -> None:
+    """LiteLLM signs and sends Bedrock Converse requests itself and decodes AWS's event-stream framing
+    itself (an independent client of the simulator's framing). Bedrock counts no reasoning; LiteLLM's
+    reasoning_tokens is its own count of the summary text, so thinkmeter estimates instead."""
+    reply = litellm.completion(
+        model=f"bedrock/converse/{BEDROCK_MODEL}",
+        messages=MESSAGES,
+        aws_access_key_id="dummy",
+        aws_secret_access_key="dummy",
+        aws_region_name="us-east-1",
+        aws_bedrock_runtime_endpoint=sim.url,
+        extra_headers=SCENARIO.headers(),
+        stream=stream,
+    )
+    if stream:
+        assert list(reply)
+    attrs = instrumented.only_attributes()
+    assert attrs[sc.PROVIDER] == "aws.bedrock" and attrs[sc.REQUEST_MODEL] == BEDROCK_MODEL
+    assert attrs[sc.INPUT_TOKENS] == SCENARIO.input_tokens and attrs[sc.CACHE_READ_TOKENS] == SCENARIO.cached_input_tokens
+    assert attrs[sc.OUTPUT_TOKENS] == SCENARIO.output_tokens
+    visible = estimated_tokens(len("".join(answer_words(SCENARIO.visible_tokens))))
+    assert attrs[sc.REASONING_TOKENS] == SCENARIO.output_tokens - visible and attrs[sc.REASONING_SOURCE] == "estimated"
+    total, _ = expected_cost(BEDROCK_MODEL, SCENARIO)
+    assert attrs[sc.COST_USD] == pytest.approx(total)
+    if stream:
+        assert_stream_timings(attrs, SCENARIO, reasoning_streamed=True)
 
 
 def assert_once(spans: Spans, sim: Simulator, route: str, *, stream: bool) -> dict[str, Any]:
