@@ -156,6 +156,9 @@ def _read_invoke(call: Call, reply: dict[str, Any], claude: bool) -> None:
             return
         reply["body"] = StreamingBody(io.BytesIO(data), len(data))
         read_message(record, json.loads(data, object_hook=_namespace))
+        # Bedrock bills the model id asked for (a regional or global inference profile), which the
+        # body's Anthropic model name cannot tell apart: that id is the model of the call.
+        record.response_model = None
     if record.usage.output_tokens is None:
         headers = field(field(reply, "ResponseMetadata"), "HTTPHeaders")
         record.usage = invocation_usage(field(headers, INPUT_COUNT_HEADER), field(headers, OUTPUT_COUNT_HEADER))
@@ -265,8 +268,9 @@ class InvokeStreamAccumulator:
         return False
 
     def on_end(self) -> None:
+        record = self.call.record
         if self.messages is not None:
             self.messages.on_end()
-        record = self.call.record
+            record.response_model = None  # as for InvokeModel: the model id asked for is billed
         if record.usage.output_tokens is None and self.metrics is not None:
             record.usage = invocation_usage(field(self.metrics, "inputTokenCount"), field(self.metrics, "outputTokenCount"))
