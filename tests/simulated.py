@@ -33,10 +33,11 @@ def assert_at(measured: Any, truth_s: float) -> None:
     assert truth_s - EARLY_S <= measured <= truth_s + LATE_S, f"measured {measured:.3f} s, truth {truth_s:.3f} s"
 
 
-def expected_cost(model: str, scenario: Scenario) -> tuple[float, float]:
-    """(total, reasoning) USD of the scenario, worked out here from the rates, independently of pricing.cost."""
-    price = PriceTable.load().lookup(model)
-    assert price is not None, f"{model} is missing from prices.json"
+def expected_cost(model: str, scenario: Scenario, provider: str | None = None) -> tuple[float, float]:
+    """(total, reasoning) USD of the scenario served by `provider`, worked out here from the rates,
+    independently of pricing.cost."""
+    price = PriceTable.load().lookup(provider, model)
+    assert price is not None, f"{model} is missing from prices.json (provider {provider})"
     uncached = scenario.input_tokens - scenario.cached_input_tokens - scenario.cache_write_tokens
     total = (
         uncached * price.input

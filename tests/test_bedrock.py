@@ -27,6 +27,7 @@ from thinkmeter.schemas import semconv as sc
 from thinkmeter.simulator import Scenario, Simulator
 from thinkmeter.simulator.scenario import answer_words
 
+PROVIDER = "aws.bedrock"
 CLAUDE = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
 SCENARIO = Scenario(
     input_tokens=1200,
@@ -121,9 +122,9 @@ def assert_converse(attrs: dict[str, Any], scenario: Scenario, model: str) -> No
     assert attrs[sc.REASONING_TOKENS] == scenario.output_tokens - visible
     assert attrs[sc.VISIBLE_OUTPUT_TOKENS] == visible and attrs[sc.REASONING_SOURCE] == "estimated"
     # Same total either way (reasoning bills at the output rate); the reasoning part follows the estimate.
-    total, _ = expected_cost(model, scenario)
+    total, _ = expected_cost(model, scenario, PROVIDER)
     split = scenario.model_copy(update={"reasoning_tokens": scenario.output_tokens - visible, "visible_tokens": visible})
-    _, reasoning = expected_cost(model, split)
+    _, reasoning = expected_cost(model, split, PROVIDER)
     assert attrs[sc.COST_USD] == pytest.approx(total) and attrs[sc.REASONING_COST_USD] == pytest.approx(reasoning)
     assert attrs[sc.SERVER_TOTAL_TIME] == pytest.approx(round(scenario.end_s * 1000) / 1000)
 
@@ -138,7 +139,7 @@ def assert_invoke_claude(attrs: dict[str, Any], scenario: Scenario, model: str) 
     assert attrs[sc.CACHE_WRITE_TOKENS] == scenario.cache_write_tokens
     assert attrs[sc.OUTPUT_TOKENS] == scenario.output_tokens
     assert attrs[sc.REASONING_TOKENS] == scenario.reasoning_tokens and attrs[sc.REASONING_SOURCE] == "reported"
-    total, reasoning = expected_cost(model, scenario)
+    total, reasoning = expected_cost(model, scenario, PROVIDER)
     assert attrs[sc.COST_USD] == pytest.approx(total) and attrs[sc.REASONING_COST_USD] == pytest.approx(reasoning)
 
 

@@ -66,7 +66,7 @@ def test_bedrock_through_litellms_own_http_code(instrumented: Spans, sim: Simula
     assert attrs[sc.OUTPUT_TOKENS] == SCENARIO.output_tokens
     visible = estimated_tokens(len("".join(answer_words(SCENARIO.visible_tokens))))
     assert attrs[sc.REASONING_TOKENS] == SCENARIO.output_tokens - visible and attrs[sc.REASONING_SOURCE] == "estimated"
-    total, _ = expected_cost(BEDROCK_MODEL, SCENARIO)
+    total, _ = expected_cost(BEDROCK_MODEL, SCENARIO, "aws.bedrock")
     assert attrs[sc.COST_USD] == pytest.approx(total)
     if stream:
         assert_stream_timings(attrs, SCENARIO, reasoning_streamed=True)

@@ -65,7 +65,7 @@ def assert_exact(attrs: dict[str, Any], sim: Simulator, *, stream: bool, scenari
     assert attrs[sc.REASONING_TOKENS] == reasoning and attrs[sc.REASONING_SOURCE] == "estimated"
     assert attrs[sc.VISIBLE_OUTPUT_TOKENS] == scenario.output_tokens - reasoning
     split = scenario.model_copy(update={"reasoning_tokens": reasoning, "visible_tokens": scenario.output_tokens - reasoning})
-    total, reasoning_cost = expected_cost(MODEL, split)
+    total, reasoning_cost = expected_cost(MODEL, split, "mistral_ai")
     assert attrs[sc.COST_USD] == pytest.approx(total) and attrs[sc.REASONING_COST_USD] == pytest.approx(reasoning_cost)
     if stream:
         assert_stream_timings(attrs, scenario, reasoning_streamed=True)
