@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +21,40 @@ from thinkmeter.simulator import Scenario, Simulator, start_simulator
 # reasoning token still fails.
 EARLY_S = 0.005
 LATE_S = 0.5
+
+
+# A reasoning call with cache reads and writes, reasoning streamed (as a summary) for 0.8 s before a
+# short answer: the provider tests' common case.
+THINKING_SCENARIO = Scenario(
+    input_tokens=1200,
+    cached_input_tokens=800,
+    cache_write_tokens=300,
+    reasoning_tokens=700,
+    visible_tokens=12,
+    prefill_s=0.15,
+    thinking_s=0.8,
+    visible_tokens_per_s=200,
+)
+
+
+def cancel_mid_stream(open_stream: Callable[[], Any]) -> None:
+    """Run a task that reads the async stream `await open_stream()` returns, cancel it after its
+    first item, and check the task ends cancelled."""
+
+    async def consume(started: asyncio.Event) -> None:
+        stream: AsyncIterator[Any] = await open_stream()
+        async for _ in stream:
+            started.set()
+
+    async def run() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(consume(started))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
 
 
 @pytest.fixture(scope="module")

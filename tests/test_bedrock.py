@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 
 from tests.instrumented import Spans, instrumented  # noqa: F401  (pytest fixture)
-from tests.simulated import assert_at, assert_stream_timings, expected_cost, sim  # noqa: F401  (pytest fixture)
+from tests.simulated import THINKING_SCENARIO, assert_at, assert_stream_timings, expected_cost, sim  # noqa: F401  (sim: fixture)
 from thinkmeter.instrumentation._estimate import estimated_tokens
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.simulator import Scenario, Simulator
@@ -29,16 +29,7 @@ from thinkmeter.simulator.scenario import answer_words
 
 PROVIDER = "aws.bedrock"
 CLAUDE = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
-SCENARIO = Scenario(
-    input_tokens=1200,
-    cached_input_tokens=800,
-    cache_write_tokens=300,
-    reasoning_tokens=700,
-    visible_tokens=12,
-    prefill_s=0.15,
-    thinking_s=0.8,
-    visible_tokens_per_s=200,
-)
+SCENARIO = THINKING_SCENARIO
 MESSAGES = [{"role": "user", "content": [{"text": "Why is the sky blue?"}]}]
 STREAMED = {"converse_stream", "invoke_model_with_response_stream"}
 # botocore 1.35 parses neither Converse's cache counts nor its reasoningContent blocks.

@@ -9,7 +9,6 @@ from typing import Any
 
 import openai
 import pytest
-from clickhouse_connect.driver.client import Client
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -17,7 +16,10 @@ import thinkmeter
 from tests.conftest import TracedFactory
 from tests.instrumented import Spans, instrumented  # noqa: F401  (pytest fixture)
 from tests.simulated import sim  # noqa: F401  (pytest fixture)
+from thinkmeter.config import Settings
 from thinkmeter.schemas import semconv as sc
+from thinkmeter.segments import ingest_segments
+from thinkmeter.store import store_session
 from thinkmeter.simulator import Scenario, Simulator
 
 SCENARIO = Scenario(input_tokens=400, cached_input_tokens=100, reasoning_tokens=300, visible_tokens=10, prefill_s=0.0)
@@ -66,7 +68,9 @@ def test_openai_agents_sdk(instrumented: Spans, sim: Simulator, agents_sdk: Any,
     assert_traced_once(instrumented)
 
 
-def test_pydantic_ai_with_its_own_genai_spans(sim: Simulator, traced: TracedFactory, store: Client, service_name: str) -> None:
+def test_pydantic_ai_with_its_own_genai_spans(
+    sim: Simulator, traced: TracedFactory, store_settings: Settings, service_name: str
+) -> None:
     from pydantic_ai import Agent
     from pydantic_ai.models.instrumented import InstrumentationSettings
     from pydantic_ai.models.openai import OpenAIChatModel
@@ -93,9 +97,12 @@ def test_pydantic_ai_with_its_own_genai_spans(sim: Simulator, traced: TracedFact
     assert theirs, "pydantic-ai emitted no GenAI span of its own: the double-count case is not exercised"
     assert processor.force_flush(30_000)
     params = {"service": service_name}
-    stored = store.query("SELECT count() FROM otel_traces WHERE ServiceName = {service:String}", parameters=params).result_rows[0][0]
-    calls = store.query(
-        "SELECT count(), sum(output_tokens) FROM llm_calls WHERE ServiceName = {service:String}", parameters=params
-    ).result_rows[0]
+    with store_session(store_settings) as store:
+        ingest_segments(store, store_settings.segments_dir)  # as `thinkmeter serve` does
+        stored = store.query("SELECT count() FROM otel_traces WHERE ServiceName = {service:String}", parameters=params)
+        calls = store.query(
+            "SELECT count(), sum(output_tokens) FROM llm_calls WHERE ServiceName = {service:String}", parameters=params
+        ).result_rows[0]
+    stored = stored.result_rows[0][0]
     assert stored > 1  # pydantic-ai's spans are stored too
     assert calls == (1, SCENARIO.output_tokens)

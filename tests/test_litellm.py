@@ -12,22 +12,20 @@ import litellm  # conftest has set LITELLM_LOCAL_MODEL_COST_MAP: no price-map do
 import pytest
 
 from tests.instrumented import Spans, instrumented  # noqa: F401  (pytest fixture)
-from tests.simulated import assert_at, assert_stream_timings, expected_cost, sim  # noqa: F401  (pytest fixture)
+from tests.simulated import (  # noqa: F401  (sim: pytest fixture)
+    THINKING_SCENARIO,
+    assert_at,
+    assert_stream_timings,
+    cancel_mid_stream,
+    expected_cost,
+    sim,
+)
 from thinkmeter.instrumentation._estimate import estimated_tokens
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.simulator import Scenario, Simulator
 from thinkmeter.simulator.scenario import answer_words
 
-SCENARIO = Scenario(
-    input_tokens=1200,
-    cached_input_tokens=800,
-    cache_write_tokens=300,
-    reasoning_tokens=700,
-    visible_tokens=12,
-    prefill_s=0.15,
-    thinking_s=0.8,
-    visible_tokens_per_s=200,
-)
+SCENARIO = THINKING_SCENARIO
 MESSAGES = [{"role": "user", "content": "Why is the sky blue?"}]
 # (LiteLLM model, provider recorded, model sent, how LiteLLM reaches it)
 BEDROCK_MODEL = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -154,18 +152,6 @@ def test_early_break_ends_the_span_when_collected(instrumented: Spans, sim: Simu
 
 
 def test_async_cancellation_ends_the_span(instrumented: Spans, sim: Simulator) -> None:
-    async def consume(started: asyncio.Event) -> None:
-        async for _ in await litellm.acompletion(stream=True, **_kwargs(sim, "anthropic")):
-            started.set()
-
-    async def run() -> None:
-        started = asyncio.Event()
-        task = asyncio.create_task(consume(started))
-        await started.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(run())
+    cancel_mid_stream(lambda: litellm.acompletion(stream=True, **_kwargs(sim, "anthropic")))
     (span,) = instrumented.all()
     assert dict(span.attributes or {})[sc.ERROR_TYPE] == "CancelledError"

@@ -16,7 +16,7 @@ except ImportError:
     from mistralai import Mistral  # mistralai 1.x
 
 from tests.instrumented import Spans, instrumented  # noqa: F401  (pytest fixture)
-from tests.simulated import assert_at, assert_stream_timings, expected_cost
+from tests.simulated import assert_at, assert_stream_timings, cancel_mid_stream, expected_cost
 from thinkmeter.instrumentation._estimate import estimated_tokens
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.simulator import Scenario, Simulator, start_simulator
@@ -148,20 +148,8 @@ def test_exception_mid_stream_ends_the_span_with_the_error(instrumented: Spans, 
 
 
 def test_async_cancellation_ends_the_span(instrumented: Spans, sim: Simulator) -> None:
-    async def consume(client: Mistral, started: asyncio.Event) -> None:
-        async for _ in await client.chat.stream_async(model=MODEL, messages=MESSAGES, http_headers=SCENARIO.headers()):
-            started.set()
-
-    async def run() -> None:
-        async with Mistral(api_key="x", server_url=sim.url) as client:
-            started = asyncio.Event()
-            task = asyncio.create_task(consume(client, started))
-            await started.wait()
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-
-    asyncio.run(run())
+    client = Mistral(api_key="x", server_url=sim.url)
+    cancel_mid_stream(lambda: client.chat.stream_async(model=MODEL, messages=MESSAGES, http_headers=SCENARIO.headers()))
     (span,) = instrumented.all()
     assert dict(span.attributes or {})[sc.ERROR_TYPE] == "CancelledError"
 
