@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from thinkmeter.instrumentation._endpoints import EndpointResolver
-from thinkmeter.instrumentation._patch import Patcher, async_wrapper, given, sync_wrapper
+from thinkmeter.instrumentation._patch import Patcher, async_wrapper, by_keyword, given, sync_wrapper
 from thinkmeter.instrumentation._stream import traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry
 from thinkmeter.instrumentation._values import field, known_text
@@ -50,8 +50,8 @@ UNCOUNTED_REASONING = frozenset({"aws.bedrock", "mistral_ai", "ollama"})
 def instrument(patcher: Patcher, telemetry: Telemetry, resolver: EndpointResolver) -> None:
     surface = LiteLLMSurface(telemetry, resolver)
     # The package's own names: acompletion runs litellm.main.completion in a thread, which stays unpatched.
-    patcher.wrap_on_import("litellm", "completion", sync_wrapper(surface, outer=True))
-    patcher.wrap_on_import("litellm", "acompletion", async_wrapper(surface, outer=True))
+    patcher.wrap_on_import("litellm", "completion", by_keyword(sync_wrapper(surface, outer=True)))
+    patcher.wrap_on_import("litellm", "acompletion", by_keyword(async_wrapper(surface, outer=True)))
 
 
 def _provider(model: str, kwargs: dict[str, Any]) -> tuple[str, str, Any]:

@@ -114,6 +114,12 @@ def test_acompletion_is_traced_once(instrumented: Spans, sim: Simulator, route: 
     assert_once(instrumented, sim, route, stream=stream)
 
 
+def test_positional_model_and_messages(instrumented: Spans, sim: Simulator) -> None:
+    kwargs = _kwargs(sim, "anthropic")
+    litellm.completion(kwargs.pop("model"), kwargs.pop("messages"), **kwargs)
+    assert_once(instrumented, sim, "anthropic", stream=False)
+
+
 def test_usage_chunk_asked_for_is_kept(instrumented: Spans, sim: Simulator) -> None:
     chunks = list(litellm.completion(stream=True, stream_options={"include_usage": True}, **_kwargs(sim, "anthropic")))
     assert chunks[-1].usage.completion_tokens == SCENARIO.output_tokens
