@@ -224,6 +224,27 @@ def test_older_botocore_leaves_what_it_drops_unknown(instrumented: Spans, client
     assert attrs[sc.OUTPUT_TOKENS] == SCENARIO.output_tokens
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["invoke_model", "invoke_model_with_response_stream"])
+def test_other_models_invoke_counts_from_bedrock_metrics(instrumented: Spans, sim: Simulator, bedrock: ScenarioClient, stream: bool) -> None:
+    """A model whose native body thinkmeter does not read (Nova here): input and output from Bedrock's
+    invocation metrics (headers, or the last chunk), reasoning unknown; the body is left unread."""
+    model = "us.amazon.nova-pro-v1:0"
+    scenario = SCENARIO.model_copy(update={"cached_input_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0, "thinking_s": 0.0})
+    client = _play(bedrock, scenario)
+    body = json.dumps({"messages": [{"role": "user", "content": [{"text": "Why?"}]}], "inferenceConfig": {"maxTokens": 512}})
+    if stream:
+        chunks = list(client.invoke_model_with_response_stream(modelId=model, body=body)["body"])
+        assert b"metadata" in chunks[-1]["chunk"]["bytes"]
+    else:
+        assert json.loads(client.invoke_model(modelId=model, body=body)["body"].read())["usage"]["outputTokens"] == scenario.output_tokens
+    attrs = instrumented.only_attributes()
+    assert_common(attrs, sim, model, stream=stream)
+    assert attrs[sc.INPUT_TOKENS] == scenario.input_tokens and attrs[sc.OUTPUT_TOKENS] == scenario.output_tokens
+    assert sc.REASONING_TOKENS not in attrs and attrs[sc.REASONING_SOURCE] == "unknown"
+    total, _ = expected_cost(model, scenario, PROVIDER)
+    assert attrs[sc.COST_USD] == pytest.approx(total)
+
+
 def test_invoke_body_reads_the_same_after_tracing(instrumented: Spans, client: Any) -> None:
     reply = client.invoke_model(modelId=CLAUDE, body=_invoke_body())
     body = reply["body"]

@@ -5,8 +5,9 @@ Converse speaks one shape for every model: reasoning comes back as `reasoningCon
 (`reasoningText` with text and signature, or `redactedContent` when the scenario hides it), and usage
 as `inputTokens` (cache reads and writes left out) / `outputTokens` (reasoning included, never split
 out) / `cacheReadInputTokens` / `cacheWriteInputTokens`. Invoke passes the model's native body
-through: Anthropic Messages for `anthropic.*` models (the only family simulated there), with Bedrock's
-invocation metrics in response headers, or, streamed, on the last chunk.
+through: Anthropic Messages for `anthropic.*` models, Nova's own for `amazon.nova*` (the two families
+simulated there), with Bedrock's invocation metrics in response headers, or, streamed, on the last
+chunk.
 
 Streams use AWS's binary event-stream framing (application/vnd.amazon.eventstream), built here from
 AWS's documentation of the encoding: each message is a 12-byte prelude (total length, headers
@@ -41,6 +42,7 @@ _ERROR_CODES = {
 _STRING_HEADER = 7
 # anthropic.claude-*, and the cross-region inference profiles us.anthropic.claude-*, global.anthropic...
 _ANTHROPIC = re.compile(r"(^|\.)anthropic\.")
+_NOVA = re.compile(r"(^|\.)amazon\.nova")
 
 
 def bedrock_error_body(status: int, message: str) -> dict[str, Any]:
@@ -75,9 +77,11 @@ def _read(request: Request) -> Ask:
         limit = optional_int(config, "maxTokens")
         prompt: Any = [body.get("system"), body.get("messages")]
     else:
-        if not _ANTHROPIC.search(request.params["model"]):
-            raise BadRequest("the simulator renders invoke bodies for anthropic.* models only; use converse")
-        limit = optional_int(body, "max_tokens")
+        model = request.params["model"]
+        if not (_ANTHROPIC.search(model) or _NOVA.search(model)):
+            raise BadRequest("the simulator renders invoke bodies for anthropic.* and amazon.nova* models only; use converse")
+        config = body.get("inferenceConfig") if _NOVA.search(model) else body
+        limit = optional_int(config if isinstance(config, dict) else {}, "max_tokens", "maxTokens", "max_new_tokens")
         prompt = [body.get("system"), body.get("messages")]
     return Ask(model=request.params["model"], prompt=prompt, stream=operation.endswith("stream"), max_output_tokens=limit)
 
@@ -161,9 +165,38 @@ def _invocation_metrics(reply: Reply) -> dict[str, int]:
     }
 
 
+def _nova_body(reply: Reply) -> dict[str, Any]:
+    """Nova's native InvokeModel body: Converse's shape, its cache counts named *Count."""
+    body = _converse_body(reply)
+    usage = body["usage"]
+    body["usage"] = {
+        "inputTokens": usage["inputTokens"],
+        "outputTokens": usage["outputTokens"],
+        "totalTokens": usage["totalTokens"],
+        "cacheReadInputTokenCount": usage["cacheReadInputTokens"],
+        "cacheWriteInputTokenCount": usage["cacheWriteInputTokens"],
+    }
+    del body["metrics"]
+    return body
+
+
+def _nova_events(reply: Reply) -> Iterator[tuple[float, dict[str, Any], int]]:
+    """Nova's native stream: Converse's events, each as a one-key object of its own."""
+    scenario = reply.scenario
+    yield 0.0, {"messageStart": {"role": "assistant"}}, 0
+    for position, word in enumerate(answer_words(scenario.visible_tokens)):
+        yield scenario.visible_at(position), {"contentBlockDelta": {"delta": {"text": word}, "contentBlockIndex": 0}}, 1
+    end = scenario.end_s
+    yield end, {"contentBlockStop": {"contentBlockIndex": 0}}, 0
+    yield end, {"messageStop": {"stopReason": _STOP_REASONS[scenario.finish_reason]}}, 0
+    yield end, {"metadata": {"usage": _nova_body(reply)["usage"]}}, 0
+
+
 def _invoke_chunks(reply: Reply) -> Iterator[Emit]:
-    for at_s, payload, visible in anthropic.message_events(reply):
-        if payload["type"] == "message_stop":
+    claude = _ANTHROPIC.search(reply.model) is not None
+    events = anthropic.message_events(reply) if claude else _nova_events(reply)
+    for at_s, payload, visible in events:
+        if payload.get("type") == "message_stop" or "metadata" in payload:
             payload = {**payload, "amazon-bedrock-invocationMetrics": _invocation_metrics(reply)}
         yield Emit(at_s, event("chunk", {"bytes": base64.b64encode(dumps(payload)).decode()}), visible)
 
@@ -185,7 +218,8 @@ def _render(request: Request, reply: Reply) -> Plan:
             ("x-amzn-bedrock-output-token-count", str(metrics["outputTokenCount"])),
             ("x-amzn-bedrock-invocation-latency", str(metrics["invocationLatency"])),
         )
-        body = dumps(anthropic.message(reply, done=True))
+        native = anthropic.message(reply, done=True) if _ANTHROPIC.search(reply.model) else _nova_body(reply)
+        body = dumps(native)
         return Plan(stream=False, content_type="application/json", emits=[Emit(scenario.end_s, body, scenario.visible_tokens)], headers=headers)
     return Plan(stream=True, content_type=EVENT_STREAM, emits=_invoke_chunks(reply), headers=headers)
 
