@@ -46,6 +46,32 @@ def _sse_objects(body: bytes, construct: Callable[[Any], Any]) -> list[Any]:
     return items
 
 
+def _botocore_event_parse(chunks: list[dict[str, Any]]) -> Callable[[], Any]:
+    """What botocore itself does per chunk of an InvokeModelWithResponseStream reply, untraced: frame,
+    CRC and JSON decoding of the wire bytes (made by the simulator's AWS event-stream encoder)."""
+    import base64
+
+    import botocore.session
+    from botocore.eventstream import EventStream
+    from botocore.parsers import EventStreamJSONParser
+
+    from thinkmeter.simulator.bedrock import event
+
+    wire = b"".join(event("chunk", {"bytes": base64.b64encode(c["chunk"]["bytes"]).decode()}) for c in chunks)
+    operation = botocore.session.get_session().get_service_model("bedrock-runtime").operation_model("InvokeModelWithResponseStream")
+    shape = operation.output_shape.members["body"]
+
+    class Raw:
+        def stream(self) -> list[bytes]:
+            return [wire]
+
+    def parse() -> None:
+        for _ in EventStream(Raw(), shape, EventStreamJSONParser(), operation.name):
+            pass
+
+    return parse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=7, help="runs per figure; the median is printed")
@@ -63,6 +89,7 @@ def main() -> None:
     from thinkmeter.instrumentation._endpoints import EndpointResolver
     from thinkmeter.instrumentation._telemetry import Call, Telemetry, record_attributes
     from thinkmeter.instrumentation.anthropic_messages import MessagesStreamAccumulator, MessagesSurface, read_message
+    from thinkmeter.instrumentation.bedrock_runtime import ConverseStreamAccumulator, InvokeStreamAccumulator, Modeled
     from thinkmeter.instrumentation.openai_chat import ChatStreamAccumulator, ChatSurface, read_completion
     from thinkmeter.instrumentation.openai_responses import ResponsesSurface, read_response
     from thinkmeter.pricing import PriceTable
@@ -113,6 +140,23 @@ def main() -> None:
         for event in events:
             accumulator.on_item(event)
 
+    # Bedrock's streams as botocore hands them over: Converse events as dicts, and InvokeModel chunks
+    # holding Claude's own events as JSON bytes.
+    converse_events = [{"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": " word"}}}] * 400
+    invoke_chunks = [{"chunk": {"bytes": json.dumps(e.model_dump(mode="json")).encode()}} for e in events]
+
+    def converse_stream() -> None:
+        accumulator = ConverseStreamAccumulator(Call(telemetry, record()), Modeled())
+        for event in converse_events:
+            accumulator.on_item(event)
+
+    def invoke_stream() -> None:
+        accumulator = InvokeStreamAccumulator(Call(telemetry, record()), claude=True)
+        for chunk in invoke_chunks:
+            accumulator.on_item(chunk)
+
+    botocore_invoke_stream = _botocore_event_parse(invoke_chunks)
+
     loops, repeat = 2000, args.repeat
     figures = [
         ("CallRecord(...)", per_op_us(record, loops, repeat)),
@@ -130,6 +174,9 @@ def main() -> None:
         ("Anthropic call: begin + deliver", per_op_us(anthropic_call, loops, repeat)),
         ("chat stream, per chunk", per_op_us(chat_stream, 20, repeat) / len(chunks)),
         ("Anthropic stream, per event", per_op_us(anthropic_stream, 20, repeat) / len(events)),
+        ("Bedrock Converse stream, per event", per_op_us(converse_stream, 20, repeat) / len(converse_events)),
+        ("Bedrock InvokeModel stream (Claude), per chunk", per_op_us(invoke_stream, 20, repeat) / len(invoke_chunks)),
+        ("  botocore's own decoding of that chunk (plain)", per_op_us(botocore_invoke_stream, 20, repeat) / len(invoke_chunks)),
     ]
     # Tasks, side by side with the plain chat call above: the same call inside an open task (tags and
     # running totals), and a task block itself (its span start and end, with the totals).
@@ -154,7 +201,7 @@ def main() -> None:
     attributes = len(record_attributes(finished))
     print(f"thinkmeter hot path, CPU per operation (median of {repeat} runs); span with {attributes} attributes")
     for name, us in figures:
-        print(f"  {name:<34}{us:8.2f} us")
+        print(f"  {name:<48}{us:8.2f} us")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,11 @@ INSTRUMENTORS = {
     "anthropic": "thinkmeter.instrumentation.anthropic_sdk",
     "google.genai": "thinkmeter.instrumentation.gemini_sdk",
     "ollama": "thinkmeter.instrumentation.ollama_sdk",
-    # Patched when the application imports transformers: thinkmeter never imports torch itself.
+    # These are patched when the application imports them: thinkmeter never imports torch, botocore,
+    # mistralai or litellm itself (seconds each; litellm fetches a price map from the network).
+    "botocore": "thinkmeter.instrumentation.bedrock_sdk",
+    "mistralai": "thinkmeter.instrumentation.mistral_sdk",
+    "litellm": "thinkmeter.instrumentation.litellm_sdk",
     "transformers": "thinkmeter.instrumentation.transformers_generate",
 }
 

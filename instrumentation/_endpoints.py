@@ -36,6 +36,10 @@ class Endpoint:
     port: int | None
     origin: str | None = None  # scheme://host:port of a self-hosted engine, for its own endpoints
 
+    def record_fields(self) -> dict[str, str | int | None]:
+        """The CallRecord fields this endpoint fills: CallRecord(**endpoint.record_fields(), ...)."""
+        return {"provider": self.provider, "engine": self.engine, "server_address": self.address, "server_port": self.port}
+
 
 class EndpointResolver:
     """Maps base URLs to endpoints; `overrides` keys are "host" or "host:port", values provider names."""

@@ -50,3 +50,17 @@ def estimate_reasoning_from_text(usage: Usage, reasoning_chars: int) -> None:
     reasoning = estimated_tokens(reasoning_chars)
     usage.reasoning_tokens = reasoning if usage.output_tokens is None else min(usage.output_tokens, reasoning)
     usage.reasoning_source = Source.ESTIMATED
+
+
+def reasoning_from_blocks(usage: Usage, thought: bool | None, visible_chars: int) -> None:
+    """For replies whose output count includes reasoning, unsplit, and whose content says whether a
+    reasoning block came back (Anthropic without thinking_tokens, Bedrock Converse): 0 when none did,
+    exactly; else output minus the visible text's estimate. `thought` None (content that could not be
+    read) leaves reasoning unknown."""
+    if usage.output_tokens is None or thought is None:
+        return
+    if thought:
+        estimate_reasoning(usage, visible_chars)
+    else:
+        usage.reasoning_tokens = 0
+        usage.reasoning_source = Source.DERIVED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import inspect
 from typing import Any, Callable, Protocol
@@ -25,9 +26,16 @@ class Surface(Protocol):
     # in the provider's own form where the caller set none (instrumentation/_budget.py).
 
 
+# Set while a call through a library that reaches providers with other SDKs (LiteLLM) is traced: the
+# SDK calls it makes inside are the same call and stay untraced, so nothing is counted twice.
+_outer_call: contextvars.ContextVar[bool] = contextvars.ContextVar("thinkmeter_outer_call", default=False)
+
+
 @dont_throw
 def begin_call(surface: Surface, instance: Any, kwargs: dict[str, Any]) -> Call | None:
     """surface.begin, guarded: a failure leaves the call untraced (None) instead of failing it."""
+    if _outer_call.get():
+        return None
     return surface.begin(instance, kwargs)
 
 
@@ -58,7 +66,10 @@ def _deliver(surface: Surface, call: Call, result: Any, kwargs: dict[str, Any], 
         return result
 
 
-def sync_wrapper(surface: Surface) -> Callable[..., Any]:
+def sync_wrapper(surface: Surface, *, outer: bool = False) -> Callable[..., Any]:
+    """`outer`: the method reaches providers through other (possibly patched) SDKs, whose calls inside
+    it stay untraced."""
+
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
         call = begin_call(surface, instance, kwargs)
         if call is None:
@@ -66,17 +77,21 @@ def sync_wrapper(surface: Surface) -> Callable[..., Any]:
         rejection = refused(surface, call, kwargs)
         if rejection is not None:
             raise rejection
+        token = _outer_call.set(True) if outer else None
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as error:
             end_call(call, error)
             raise
+        finally:
+            if token is not None:
+                _outer_call.reset(token)
         return _deliver(surface, call, result, kwargs, False)
 
     return wrapper
 
 
-def async_wrapper(surface: Surface) -> Callable[..., Any]:
+def async_wrapper(surface: Surface, *, outer: bool = False) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
         call = begin_call(surface, instance, kwargs)
         if call is None:
@@ -84,11 +99,15 @@ def async_wrapper(surface: Surface) -> Callable[..., Any]:
         rejection = refused(surface, call, kwargs)
         if rejection is not None:
             raise rejection
+        token = _outer_call.set(True) if outer else None
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as error:
             end_call(call, error)
             raise
+        finally:
+            if token is not None:
+                _outer_call.reset(token)
         return _deliver(surface, call, result, kwargs, True)
 
     return wrapper
@@ -164,7 +183,7 @@ class Patcher:
 
 
 def given(value: Any) -> Any:
-    """A keyword argument's value, or None when absent or the SDK's omit / NOT_GIVEN sentinel."""
-    if value is None or type(value).__name__ in ("Omit", "NotGiven"):
+    """A keyword argument's value, or None when absent or the SDK's omit / NOT_GIVEN / UNSET sentinel."""
+    if value is None or type(value).__name__ in ("Omit", "NotGiven", "Unset"):
         return None
     return value

@@ -107,8 +107,9 @@ def _traced_items(proxy: TracedStream, wrapped: Any, acc: StreamAccumulator) -> 
     It pulls from the wrapped stream's __next__, as next(stream) does, so the two can be mixed; a loop
     left early leaves the stream open, as the SDK's own iterator does. It holds `proxy`: in
     `for item in client.create(stream=True)` nothing else does, and the proxy's __del__ would end
-    the call before its first item."""
-    pull = wrapped.__next__
+    the call before its first item. A stream that is only iterable (botocore's EventStream) is
+    pulled through the iterator it gives."""
+    pull = wrapped.__next__ if hasattr(type(wrapped), "__next__") else iter(wrapped).__next__
     pending = proxy._pending()  # read by an earlier next(stream)
     if pending is not None:
         yield pending

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thinkmeter.instrumentation._estimate import estimate_reasoning
+from thinkmeter.instrumentation._estimate import reasoning_from_blocks
 from thinkmeter.instrumentation._values import count, field
 from thinkmeter.schemas.record import CallRecord, Source, Usage
 
@@ -78,12 +78,8 @@ def read_anthropic_usage(record: CallRecord, first: Any, final: Any | None, thou
     thinking = count(field(final, "output_tokens_details"), "thinking_tokens")
     if thinking is not None:
         usage.reasoning_tokens, usage.reasoning_source = thinking, Source.REPORTED
-    elif usage.output_tokens is not None and thought is not None:
-        if thought:
-            estimate_reasoning(usage, visible_chars)
-        else:
-            # No thinking block came back: the model did not think, exactly.
-            usage.reasoning_tokens, usage.reasoning_source = 0, Source.DERIVED
+    else:
+        reasoning_from_blocks(usage, thought, visible_chars)
     record.usage = usage
     if iterations:
         record.usage_by_model = _by_model(iterations, record.response_model, usage.reasoning_tokens)

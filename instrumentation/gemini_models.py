@@ -47,10 +47,7 @@ class GenerateContentSurface:
         endpoint = self.resolver.resolve(base_url, "gcp.vertex_ai" if client.vertexai else "gcp.gemini")
         record = CallRecord(
             operation=OPERATION,
-            provider=endpoint.provider,
-            engine=endpoint.engine,
-            server_address=endpoint.address,
-            server_port=endpoint.port,
+            **endpoint.record_fields(),
             request_model=kwargs.get("model"),
             stream=self.stream,
             max_tokens=field(config, "max_output_tokens"),

@@ -14,7 +14,7 @@ from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode
 from thinkmeter.instrumentation._stream import HOLD, record_reply_identity, traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation._values import field, known_text
-from thinkmeter.instrumentation.openai_usage import read_chat_usage, reasoning_text
+from thinkmeter.instrumentation.openai_usage import ChatFlavour, read_chat_usage, reasoning_text
 from thinkmeter.schemas.record import CallRecord
 
 
@@ -40,12 +40,7 @@ class ChatSurface:
         capture_input(self.telemetry.capture_content, record, given(kwargs.get("messages")))
         call = start_call(self.telemetry, self.resolver, instance, record)
         if stream and raw_response_mode(kwargs) is None:
-            options = given(kwargs.get("stream_options")) or {}
-            if not options.get("include_usage"):
-                # Exact counts need the final usage chunk; the caller did not ask for it, so the
-                # stream proxy hides it again.
-                kwargs["stream_options"] = {**options, "include_usage": True}
-                call.hide_usage_chunk = True
+            ask_for_stream_usage(call, kwargs)
         return call
 
     def inject(self, record: CallRecord, kwargs: dict[str, Any], caps: ClassBudget) -> list[str]:
@@ -77,8 +72,18 @@ class ChatSurface:
         return result
 
 
-def read_completion(record: CallRecord, completion: Any) -> str:
-    """Read a completion into the record; returns its reasoning text (empty when none)."""
+def ask_for_stream_usage(call: Call, kwargs: dict[str, Any]) -> None:
+    """Exact counts need a stream's final usage chunk: ask for it when the caller did not (the stream
+    proxy then hides it again)."""
+    options = given(kwargs.get("stream_options")) or {}
+    if not options.get("include_usage"):
+        kwargs["stream_options"] = {**options, "include_usage": True}
+        call.hide_usage_chunk = True
+
+
+def read_completion(record: CallRecord, completion: Any, flavour: ChatFlavour | None = None) -> str:
+    """Read a completion into the record (`flavour`: how to read its usage, default the provider's);
+    returns its reasoning text (empty when none)."""
     # Only text where text belongs: a broken server's numbers or objects there are left unknown.
     record.response_model = known_text(completion.model)
     record.response_id = known_text(completion.id)
@@ -93,14 +98,14 @@ def read_completion(record: CallRecord, completion: Any) -> str:
     except (AttributeError, TypeError):
         reasoning, visible = "", 0  # a malformed message: no text sizes, but the usage is still read
     read_chat_usage(
-        record, completion.usage, field(completion, "timings"), len(reasoning), visible, field(completion, "metrics")
+        record, completion.usage, field(completion, "timings"), len(reasoning), visible, field(completion, "metrics"), flavour
     )
     return reasoning
 
 
 def answer_chars(message: Any) -> int:
     """Characters of generated answer in a message or a stream delta: content, refusal, tool arguments."""
-    chars = len(message.content or "") + len(message.refusal or "")
+    chars = len(message.content or "") + len(field(message, "refusal") or "")  # LiteLLM's deltas have no refusal
     for tool_call in message.tool_calls or ():
         chars += len(field(field(tool_call, "function"), "arguments") or "")
     return chars
@@ -114,6 +119,7 @@ class ChatStreamAccumulator:
         "answers",
         "call",
         "finish_reasons",
+        "flavour",
         "last_shown",
         "metrics",
         "model",
@@ -125,8 +131,9 @@ class ChatStreamAccumulator:
         "visible_chars",
     )
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: Call, flavour: ChatFlavour | None = None) -> None:
         self.call = call
+        self.flavour = flavour  # None: the provider's
         self.model: str | None = None
         self.response_id: str | None = None
         self.finish_reasons: dict[int, str] = {}
@@ -172,7 +179,7 @@ class ChatStreamAccumulator:
                             call.meter.visible(len(content))
                     if self.answers is not None:
                         self.answers.add(choice.index, content)
-                elif delta.refusal or delta.tool_calls:
+                elif delta.tool_calls or field(delta, "refusal"):
                     chars = answer_chars(delta)
                     self.visible_chars += chars
                     mark_tokens(call, now, True, chars)
@@ -184,7 +191,7 @@ class ChatStreamAccumulator:
                 if call.hide_usage_chunk:
                     self.last_shown = chunk
                     hold = True
-        usage = chunk.usage
+        usage = getattr(chunk, "usage", None)  # LiteLLM's chunks have it only when it is there
         extra = chunk.__pydantic_extra__
         if extra:
             if usage is None:  # Groq puts the usage of a stream on its last chunk's x_groq
@@ -213,7 +220,9 @@ class ChatStreamAccumulator:
     def on_end(self) -> None:
         record = self.call.record
         record_reply_identity(record, self.model, self.response_id, self.finish_reasons)
-        read_chat_usage(record, self.usage, self.timings, self.reasoning_chars, self.visible_chars, self.metrics)
+        read_chat_usage(
+            record, self.usage, self.timings, self.reasoning_chars, self.visible_chars, self.metrics, self.flavour
+        )
         if self.reasoning_parts:
             self.call.reasoning_text = "".join(self.reasoning_parts)
         if self.answers is not None:

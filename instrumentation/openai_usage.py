@@ -22,9 +22,17 @@ from thinkmeter.schemas.record import CallRecord, Source, Usage
 class ChatFlavour:
     # completion_tokens leave reasoning out, so output = completion + reasoning (total_tokens counts both).
     reasoning_outside_completion: bool = False
+    # usage.cost is what the provider billed (OpenRouter); LiteLLM puts its own estimate there.
+    cost_is_billed: bool = True
+    # reasoning_tokens is the provider's count; LiteLLM fills it in by tokenizing the reasoning text
+    # of providers that count none (a summary's tokens, for Claude on Bedrock), which is not.
+    reasoning_counted: bool = True
 
 
 OPENAI_FLAVOUR = ChatFlavour()
+# LiteLLM normalizes every provider's usage to OpenAI's.
+LITELLM_FLAVOUR = ChatFlavour(cost_is_billed=False)
+LITELLM_UNCOUNTED_FLAVOUR = ChatFlavour(cost_is_billed=False, reasoning_counted=False)
 # Provider name -> how its chat usage differs from OpenAI's. Gemini's OpenAI-compatible endpoint, like
 # xAI, keeps thoughts out of completion_tokens.
 CHAT_FLAVOURS = {
@@ -62,14 +70,16 @@ def _source(value: int | None) -> Source:
 
 
 def reasoning_text(message: Any) -> str | None:
-    """The reasoning text an OpenAI-compatible server put on a message or a stream delta."""
+    """The reasoning text an OpenAI-compatible server put on a message or a stream delta (as an extra
+    field; LiteLLM's messages declare `reasoning_content`)."""
     extra = message.__pydantic_extra__
     if extra:
         for name in REASONING_FIELDS:
             text = extra.get(name)
             if text and isinstance(text, str):
                 return text
-    return None
+    text = message.__dict__.get("reasoning_content")
+    return text if text and isinstance(text, str) else None
 
 
 def chat_usage(usage: Any, flavour: ChatFlavour = OPENAI_FLAVOUR) -> Usage:
@@ -77,7 +87,7 @@ def chat_usage(usage: Any, flavour: ChatFlavour = OPENAI_FLAVOUR) -> Usage:
     prompt_tokens include cached."""
     completion = field(usage, "completion_tokens_details")
     prompt = field(usage, "prompt_tokens_details")
-    reasoning = count(completion, "reasoning_tokens")
+    reasoning = count(completion, "reasoning_tokens") if flavour.reasoning_counted else None
     output = count(usage, "completion_tokens")
     output_source = _source(output)
     if flavour.reasoning_outside_completion and output is not None and reasoning is not None:
@@ -104,16 +114,25 @@ def chat_usage(usage: Any, flavour: ChatFlavour = OPENAI_FLAVOUR) -> Usage:
 
 
 def read_chat_usage(
-    record: CallRecord, usage: Any, timings: Any, reasoning_chars: int, visible_chars: int, metrics: Any = None
+    record: CallRecord,
+    usage: Any,
+    timings: Any,
+    reasoning_chars: int,
+    visible_chars: int,
+    metrics: Any = None,
+    flavour: ChatFlavour | None = None,
 ) -> None:
-    """Everything a chat reply's usage (and llama.cpp's `timings`, vLLM's `metrics`) says, into the record.
+    """Everything a chat reply's usage (and llama.cpp's `timings`, vLLM's `metrics`) says, into the
+    record; `flavour` (default: the provider's) says how to read the usage.
 
     `reasoning_chars` / `visible_chars`: how much reasoning and answer text the reply carried, for
     servers that count no reasoning (see estimate_missing_reasoning).
     """
     if usage is not None:
-        record.usage = chat_usage(usage, chat_flavour(record.provider))
-        read_reported_cost(record, usage)
+        flavour = flavour or chat_flavour(record.provider)
+        record.usage = chat_usage(usage, flavour)
+        if flavour.cost_is_billed:
+            read_reported_cost(record, usage)
         _set_seconds(record, usage, GROQ_USAGE_TIMES)
     read_llama_cpp_timings(record, timings)
     if metrics is not None:

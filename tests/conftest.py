@@ -26,6 +26,11 @@ from thinkmeter.export import ClickHouseSpanProcessor
 from thinkmeter.segments import ingest_segments
 from thinkmeter.store import store_session
 
+# Libraries that would reach the internet on their own: LiteLLM fetches its price map at import, the
+# OpenAI Agents SDK exports its traces to OpenAI. Tests only ever talk to 127.0.0.1.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def store_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:

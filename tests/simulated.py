@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +23,40 @@ EARLY_S = 0.005
 LATE_S = 0.5
 
 
+# A reasoning call with cache reads and writes, reasoning streamed (as a summary) for 0.8 s before a
+# short answer: the provider tests' common case.
+THINKING_SCENARIO = Scenario(
+    input_tokens=1200,
+    cached_input_tokens=800,
+    cache_write_tokens=300,
+    reasoning_tokens=700,
+    visible_tokens=12,
+    prefill_s=0.15,
+    thinking_s=0.8,
+    visible_tokens_per_s=200,
+)
+
+
+def cancel_mid_stream(open_stream: Callable[[], Any]) -> None:
+    """Run a task that reads the async stream `await open_stream()` returns, cancel it after its
+    first item, and check the task ends cancelled."""
+
+    async def consume(started: asyncio.Event) -> None:
+        stream: AsyncIterator[Any] = await open_stream()
+        async for _ in stream:
+            started.set()
+
+    async def run() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(consume(started))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+
+
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Simulator]:
     with start_simulator(time_scale=1.0) as simulator:
@@ -33,10 +68,11 @@ def assert_at(measured: Any, truth_s: float) -> None:
     assert truth_s - EARLY_S <= measured <= truth_s + LATE_S, f"measured {measured:.3f} s, truth {truth_s:.3f} s"
 
 
-def expected_cost(model: str, scenario: Scenario) -> tuple[float, float]:
-    """(total, reasoning) USD of the scenario, worked out here from the rates, independently of pricing.cost."""
-    price = PriceTable.load().lookup(None, model)
-    assert price is not None, f"{model} is missing from prices.json"
+def expected_cost(model: str, scenario: Scenario, provider: str | None = None) -> tuple[float, float]:
+    """(total, reasoning) USD of the scenario served by `provider`, worked out here from the rates,
+    independently of pricing.cost."""
+    price = PriceTable.load().lookup(provider, model)
+    assert price is not None, f"{model} is missing from prices.json (provider {provider})"
     uncached = scenario.input_tokens - scenario.cached_input_tokens - scenario.cache_write_tokens
     total = (
         uncached * price.input

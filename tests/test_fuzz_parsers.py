@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import http.server
+import io
 import json
 import random
 import threading
@@ -975,4 +976,133 @@ def test_gemini_reply_and_stream(
             ),
             items,
         )
+        check_stream(harness, call, items, seen, raised, error)
+
+
+# ------------------------------------------------------------------------------- Bedrock, Mistral
+
+BEDROCK_CLAUDE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+CONVERSE_REPLY = {
+    "ResponseMetadata": {"RequestId": "r-1", "HTTPHeaders": {"x-amzn-requestid": "r-1"}},
+    "output": {
+        "message": {
+            "role": "assistant",
+            "content": [
+                {"reasoningContent": {"reasoningText": {"text": "hm", "signature": "s"}}},
+                {"text": "4"},
+                {"toolUse": {"toolUseId": "t", "name": "f", "input": {"a": 1}}},
+            ],
+        }
+    },
+    "stopReason": "end_turn",
+    "usage": {"inputTokens": 10, "outputTokens": 90, "totalTokens": 1100, "cacheReadInputTokens": 1000, "cacheWriteInputTokens": 0},
+    "metrics": {"latencyMs": 1200},
+}
+CONVERSE_EVENTS = [
+    {"messageStart": {"role": "assistant"}},
+    {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "hm"}}}},
+    {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"reasoningContent": {"redactedContent": b"x"}}}},
+    {"contentBlockDelta": {"contentBlockIndex": 1, "delta": {"text": "4"}}},
+    {"contentBlockDelta": {"contentBlockIndex": 2, "delta": {"toolUse": {"input": "{\"a\""}}}},
+    {"messageStop": {"stopReason": "end_turn"}},
+    {"metadata": {"usage": {"inputTokens": 10, "outputTokens": 90, "cacheReadInputTokens": 5}, "metrics": {"latencyMs": 3}}},
+]
+
+
+def bedrock_call(harness: Harness, stream: bool) -> Call:
+    harness.exporter.clear()
+    return Call(harness.telemetry, CallRecord(provider="aws.bedrock", request_model=BEDROCK_CLAUDE, stream=stream))
+
+
+def bedrock_surface(harness: Harness, converse: bool, stream: bool) -> Any:
+    from thinkmeter.instrumentation.bedrock_runtime import BedrockSurface
+
+    return BedrockSurface(harness.telemetry, harness.resolver, converse=converse, stream=stream)
+
+
+@fuzz(100)
+@given(seed=st.integers(), error=st.none() | sdk_error(), at=st.integers(0, 8))
+def test_bedrock_replies_and_streams(harness: Harness, seed: int, error: BaseException | None, at: int) -> None:
+    from botocore.response import StreamingBody
+
+    from thinkmeter.instrumentation.bedrock_runtime import ConverseStreamAccumulator, InvokeStreamAccumulator, Modeled
+
+    for doc in mutants(CONVERSE_REPLY, seed):
+        reply = doc if isinstance(doc, dict) else {"ResponseMetadata": doc}
+        assert _deliver(bedrock_surface(harness, True, False), bedrock_call(harness, False), reply, {}, False) is reply
+        assert_honest(harness.only_span_attributes())
+    for doc in mutants({"headers": {"x-amzn-bedrock-output-token-count": "5"}, "body": ANTHROPIC_MESSAGE}, seed):
+        # InvokeModel: Claude's body is Anthropic's JSON (or anything a broken server sends), and
+        # the caller reads the same bytes after thinkmeter has.
+        data = json.dumps(doc.get("body") if isinstance(doc, dict) else doc, default=str).encode()
+        headers = doc.get("headers") if isinstance(doc, dict) else None
+        reply = {"ResponseMetadata": {"HTTPHeaders": headers}, "body": StreamingBody(io.BytesIO(data), len(data))}
+        assert _deliver(bedrock_surface(harness, False, False), bedrock_call(harness, False), reply, {}, False) is reply
+        assert reply["body"].read() == data
+        assert_honest(harness.only_span_attributes())
+    for docs in mutants(CONVERSE_EVENTS, seed):
+        call = bedrock_call(harness, True)
+        seen, raised = drain(TracedStream(failing(docs, error, at), ConverseStreamAccumulator(call, Modeled())), docs)
+        check_stream(harness, call, docs, seen, raised, error)
+    metrics = {"type": "message_stop", "amazon-bedrock-invocationMetrics": {"inputTokenCount": 3, "outputTokenCount": 7}}
+    for docs in mutants([*ANTHROPIC_EVENTS, metrics], seed):
+        items = [{"chunk": {"bytes": json.dumps(d, default=str).encode()}} for d in docs]
+        for claude in (True, False):
+            call = bedrock_call(harness, True)
+            seen, raised = drain(TracedStream(failing(items, error, at), InvokeStreamAccumulator(call, claude)), items)
+            check_stream(harness, call, items, seen, raised, error)
+
+
+MISTRAL_RESPONSE = {
+    "id": "m-1",
+    "object": "chat.completion",
+    "model": "magistral-medium-2509",
+    "created": 1,
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {
+                "role": "assistant",
+                "content": [{"type": "thinking", "thinking": [{"type": "text", "text": "hm hm"}]}, {"type": "text", "text": "4"}],
+                "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": "{}"}}],
+            },
+        }
+    ],
+    "usage": {"prompt_tokens": 20, "completion_tokens": 30, "total_tokens": 50},
+}
+MISTRAL_CHUNKS = [
+    {"id": "m", "model": "magistral-medium-2509", "choices": [{"index": 0, "delta": {"content": [{"type": "thinking", "thinking": [{"type": "text", "text": "hm"}]}]}}]},
+    {"id": "m", "model": "magistral-medium-2509", "choices": [{"index": 0, "delta": {"content": "4"}}]},
+    {"id": "m", "model": "magistral-medium-2509", "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "stop"}], "usage": MISTRAL_RESPONSE["usage"]},
+]
+
+
+def mistral_model(model_type: Any, doc: Any) -> Any:
+    """What mistralai hands over: a validated model, or the same fields unvalidated."""
+    try:
+        return model_type.model_validate(doc)
+    except Exception:  # noqa: BLE001  (ValidationError)
+        return model_type.model_construct(**doc) if isinstance(doc, dict) else doc
+
+
+@fuzz(100)
+@given(seed=st.integers(), error=st.none() | sdk_error(), at=st.integers(0, 3))
+def test_mistral_reply_and_stream(harness: Harness, seed: int, error: BaseException | None, at: int) -> None:
+    try:
+        from mistralai.client.models import ChatCompletionResponse, CompletionChunk, CompletionEvent
+    except ImportError:  # mistralai 1.x
+        from mistralai.models import ChatCompletionResponse, CompletionChunk, CompletionEvent
+
+    from thinkmeter.instrumentation.mistral_sdk import MistralChatSurface, MistralStreamAccumulator
+
+    for doc in mutants(MISTRAL_RESPONSE, seed):
+        response = mistral_model(ChatCompletionResponse, doc)
+        surface = MistralChatSurface(harness.telemetry, harness.resolver, stream=False)
+        assert _deliver(surface, harness.call(stream=False), response, {}, False) is response
+        assert_honest(harness.only_span_attributes())
+    for docs in mutants(MISTRAL_CHUNKS, seed):
+        items = [CompletionEvent.model_construct(data=mistral_model(CompletionChunk, d)) for d in docs]
+        call = harness.call(stream=True)
+        seen, raised = drain(TracedStream(failing(items, error, at), MistralStreamAccumulator(call)), items)
         check_stream(harness, call, items, seen, raised, error)

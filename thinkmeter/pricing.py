@@ -22,6 +22,9 @@ from pathlib import Path
 
 from thinkmeter.schemas.record import Usage
 
+# Bedrock's geographic cross-region inference profiles (us.anthropic.claude-..., eu.amazon.nova-...) bill
+# as the model in the calling region; the global. profiles are priced apart.
+_BEDROCK_GEO_PROFILE = re.compile(r"^(us|us-gov|eu|apac|jp|au|ca)\.(?=[a-z]+\.)")
 _SNAPSHOT_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest|-preview(-[\w.-]*)?|-exp(-[\w.-]*)?|@[\w.-]+)$")
 
 
@@ -118,7 +121,7 @@ class PriceTable:
         return price
 
     def _match(self, provider_prices: dict[str, Price] | None, name: str) -> Price | None:
-        candidates = [name, name.rsplit("/", 1)[-1]]
+        candidates = [name, name.rsplit("/", 1)[-1], _BEDROCK_GEO_PROFILE.sub("", name)]
         candidates += [_SNAPSHOT_SUFFIX.sub("", c) for c in candidates]
         for table in (provider_prices, self._prices):
             for candidate in candidates:

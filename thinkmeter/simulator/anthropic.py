@@ -72,7 +72,7 @@ def _thinking_block(reply: Reply, *, done: bool) -> dict[str, Any] | None:
     return {"type": "thinking", "thinking": text, "signature": _signature(reply) if done else ""}
 
 
-def _message(reply: Reply, *, done: bool) -> dict[str, Any]:
+def message(reply: Reply, *, done: bool) -> dict[str, Any]:
     scenario = reply.scenario
     content: list[dict[str, Any]] = []
     if done:
@@ -97,17 +97,20 @@ def _render(request: Request, reply: Reply) -> Plan:
     if reply.ask.stream:
         return Plan(stream=True, content_type="text/event-stream", emits=_events(reply))
     scenario = reply.scenario
-    return Plan(stream=False, content_type="application/json", emits=[Emit(scenario.end_s, dumps(_message(reply, done=True)), scenario.visible_tokens)])
-
-
-def _event(data: dict[str, Any]) -> bytes:
-    return sse(data, data["type"])
+    return Plan(stream=False, content_type="application/json", emits=[Emit(scenario.end_s, dumps(message(reply, done=True)), scenario.visible_tokens)])
 
 
 def _events(reply: Reply) -> Iterator[Emit]:
+    for at_s, event, visible in message_events(reply):
+        yield Emit(at_s, sse(event, event["type"]), visible)
+
+
+def message_events(reply: Reply) -> Iterator[tuple[float, dict[str, Any], int]]:
+    """The stream's events as (simulated time, event, visible tokens it carries); also the payloads
+    of Bedrock's invoke-with-response-stream for Claude."""
     scenario = reply.scenario
-    yield Emit(0.0, _event({"type": "message_start", "message": _message(reply, done=False)}))
-    yield Emit(0.0, _event({"type": "ping"}))
+    yield 0.0, {"type": "message_start", "message": message(reply, done=False)}, 0
+    yield 0.0, {"type": "ping"}, 0
     index = 0
     thinking = _thinking_block(reply, done=False)
     if thinking is not None:
@@ -115,32 +118,32 @@ def _events(reply: Reply) -> Iterator[Emit]:
         index += 1
     if scenario.visible_tokens:
         start = scenario.first_visible_s
-        yield Emit(start, _event({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": "", "citations": None}}))
+        yield start, {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": "", "citations": None}}, 0
         for position, word in enumerate(answer_words(scenario.visible_tokens)):
             delta = {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": word}}
-            yield Emit(scenario.visible_at(position), _event(delta), 1)
-        yield Emit(scenario.end_s, _event({"type": "content_block_stop", "index": index}))
+            yield scenario.visible_at(position), delta, 1
+        yield scenario.end_s, {"type": "content_block_stop", "index": index}, 0
     end = scenario.end_s
     delta = {"stop_reason": _STOP_REASONS[scenario.finish_reason], "stop_sequence": None}
-    yield Emit(end, _event({"type": "message_delta", "delta": delta, "usage": _usage(scenario, final=True)}))
-    yield Emit(end, _event({"type": "message_stop"}))
+    yield end, {"type": "message_delta", "delta": delta, "usage": _usage(scenario, final=True)}, 0
+    yield end, {"type": "message_stop"}, 0
 
 
-def _thinking_events(reply: Reply, block: dict[str, Any], index: int) -> Iterator[Emit]:
+def _thinking_events(reply: Reply, block: dict[str, Any], index: int) -> Iterator[tuple[float, dict[str, Any], int]]:
     scenario = reply.scenario
     thought = scenario.first_visible_s
     if block["type"] == "redacted_thinking":
         # Opaque data, no text: the block only shows that reasoning happened, once it is over.
-        yield Emit(thought, _event({"type": "content_block_start", "index": index, "content_block": block}))
-        yield Emit(thought, _event({"type": "content_block_stop", "index": index}))
+        yield thought, {"type": "content_block_start", "index": index, "content_block": block}, 0
+        yield thought, {"type": "content_block_stop", "index": index}, 0
         return
-    yield Emit(scenario.prefill_s, _event({"type": "content_block_start", "index": index, "content_block": block}))
+    yield scenario.prefill_s, {"type": "content_block_start", "index": index, "content_block": block}, 0
     for position, word in enumerate(reasoning_words(scenario.reasoning_text_tokens)):
         delta = {"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": word}}
-        yield Emit(scenario.reasoning_text_at(position), _event(delta))
+        yield scenario.reasoning_text_at(position), delta, 0
     signature = {"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": _signature(reply)}}
-    yield Emit(thought, _event(signature))
-    yield Emit(thought, _event({"type": "content_block_stop", "index": index}))
+    yield thought, signature, 0
+    yield thought, {"type": "content_block_stop", "index": index}, 0
 
 
 ROUTES = (

@@ -7,7 +7,8 @@ usage dialects when `SimOptions.chat_flavour` is:
 - "groq": usage carries queue/prompt/completion/total times (seconds); a stream carries its usage only
   in the last content chunk's `x_groq.usage`, whatever stream_options say;
 - "openrouter": usage carries the billed `cost` (see `openrouter_cost`); a stream always ends with it;
-- "llama.cpp": bare usage counts plus a `timings` object (prompt_n, cache_n, predicted_n, *_ms).
+- "llama.cpp": bare usage counts plus a `timings` object (prompt_n, cache_n, predicted_n, *_ms);
+- "mistral": Mistral's own dialect, rendered by simulator/mistral.py.
 
 A scenario with `reasoning_reported=False` leaves the reasoning count out (SGLang, older vLLM).
 
@@ -21,6 +22,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from . import mistral
 from .routes import Ask, Emit, Plan, Reply, Request, Route, dumps, optional_int, sse
 from .scenario import Scenario, answer_words, reasoning_words
 
@@ -111,6 +113,8 @@ def _openai_usage(scenario: Scenario) -> dict[str, Any]:
 
 
 def _render(request: Request, reply: Reply) -> Plan:
+    if request.options.chat_flavour == "mistral":
+        return mistral.render(reply)
     scenario = reply.scenario
     reasoning_field = request.options.reasoning_field
     reasoning_count = scenario.reasoning_text_tokens if reasoning_field else 0

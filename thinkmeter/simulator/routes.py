@@ -29,8 +29,8 @@ class SimOptions(BaseModel):
     reasoning_field: Literal["reasoning", "reasoning_content"] | None = None
     # How an OpenAI-compatible chat server words its usage (see simulator/openai_chat.py): DeepSeek's
     # cache hit/miss counts, xAI's reasoning outside completion_tokens, Groq's timings and x_groq usage,
-    # OpenRouter's billed cost, llama.cpp's `timings`.
-    chat_flavour: Literal["openai", "deepseek", "xai", "groq", "openrouter", "llama.cpp"] = "openai"
+    # OpenRouter's billed cost, llama.cpp's `timings`; Mistral's thinking chunks (simulator/mistral.py).
+    chat_flavour: Literal["openai", "deepseek", "xai", "groq", "openrouter", "llama.cpp", "mistral"] = "openai"
 
 
 class BadRequest(Exception):
@@ -138,6 +138,7 @@ class Plan:
     stream: bool  # chunked body sent as the emits fall due; otherwise one body at the last emit
     content_type: str
     emits: Iterable[Emit]
+    headers: tuple[tuple[str, str], ...] = ()  # more response headers (Bedrock's request id and invocation metrics)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from . import anthropic, gemini, ollama, openai_chat, openai_responses
+from . import anthropic, bedrock, gemini, ollama, openai_chat, openai_responses
 from .routes import Ask, BadRequest, Plan, Reply, Request, Route, SimOptions, dumps
 from .scenario import SCENARIO_HEADER, Scenario
 from .traffic import derived_scenario
@@ -28,6 +28,7 @@ ROUTES: tuple[Route, ...] = (
     *anthropic.ROUTES,
     *gemini.ROUTES,
     *ollama.ROUTES,
+    *bedrock.ROUTES,
 )
 
 _FLUSH_EVERY = 256  # chunks already due are coalesced into one write, up to this many
@@ -245,10 +246,10 @@ class Simulator:
                 if not resumed:
                     _mark_sent(reply, emit.visible, emit.visible)
                     reply.outcome = "completed"
-                writer.write(_head(200, plan.content_type, request_id, length=len(emit.data)) + emit.data)
+                writer.write(_head(200, plan.content_type, request_id, length=len(emit.data), extra=plan.headers) + emit.data)
                 await writer.drain()
                 return True
-            writer.write(_head(200, plan.content_type, request_id))
+            writer.write(_head(200, plan.content_type, request_id, extra=plan.headers))
             pending: list[bytes] = []
             visible = 0
             for emit in plan.emits:
@@ -327,7 +328,13 @@ async def _sleep_until(deadline: float) -> None:
 
 
 def _head(
-    status: int, content_type: str, request_id: str | None, *, length: int | None = None, keep_alive: bool = True
+    status: int,
+    content_type: str,
+    request_id: str | None,
+    *,
+    length: int | None = None,
+    keep_alive: bool = True,
+    extra: tuple[tuple[str, str], ...] = (),
 ) -> bytes:
     try:
         phrase = HTTPStatus(status).phrase
@@ -342,6 +349,7 @@ def _head(
         lines.append(f"x-request-id: req_{request_id}")
     if not keep_alive:
         lines.append("connection: close")
+    lines += [f"{name}: {value}" for name, value in extra]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
