@@ -78,12 +78,18 @@ class Telemetry:
         prices: PriceTable,
         capture_content: ContentCapture | None = None,
     ) -> None:
+        """`meter_provider`: where the GenAI client metrics go; None records none. The store has every
+        figure the metrics carry, so recording them per call (several microseconds on the caller's thread
+        with an SDK MeterProvider) is only worth it for someone who reads them."""
         from thinkmeter import __version__
 
         self.tracer = trace.get_tracer("thinkmeter", __version__, tracer_provider)
-        meter = metrics.get_meter("thinkmeter", __version__, meter_provider)
         self.prices = prices
         self.capture_content = capture_content
+        self.records_metrics = meter_provider is not None
+        if meter_provider is None:
+            return
+        meter = metrics.get_meter("thinkmeter", __version__, meter_provider)
         self._token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE,
             unit="{token}",
@@ -132,7 +138,8 @@ class Telemetry:
                 record.cost_source = "unknown_price"
         attrs = record_attributes(record)
         attrs.update(current_tag_attributes())
-        self._record_metrics(record, duration_s)
+        if self.records_metrics:
+            self._record_metrics(record, duration_s)
         self.emit_span(record, parent, start_ns, attrs)
 
     def _record_metrics(self, record: CallRecord, duration_s: float) -> None:

@@ -60,6 +60,8 @@ def instrument(
     global one, creating an SDK TracerProvider (honouring OTEL_SERVICE_NAME) only if none is set.
     `exporter`: "clickhouse" (default: embedded chDB under data_dir, or `clickhouse_url`),
     "otlp" (OTEL_EXPORTER_OTLP_* variables) or "none" (your provider exports).
+    GenAI client metrics (token usage, duration, time to first chunk) go to `meter_provider`, or with
+    exporter="otlp" to the global meter provider; otherwise none are recorded (the store has every figure).
     `providers` maps "host" or "host:port" of a base URL to a provider name (e.g. {"gpu-box:8000": "vllm"}).
     `capture_content` records prompts and completions (off by default); `redact` (str -> str) runs on
     every text first and `content_max_chars` bounds each of the two attributes.
@@ -131,6 +133,10 @@ def _instrument_locked(
         _state.processor = processor
         atexit.register(flush)
     content = ContentCapture(settings.content_max_chars, settings.redact) if settings.capture_content else None
+    if meter_provider is None and settings.exporter == "otlp":
+        from opentelemetry import metrics
+
+        meter_provider = metrics.get_meter_provider()  # OTLP users read metrics where they read spans
     telemetry = Telemetry(tracer_provider, meter_provider, prices, capture_content=content)
     patcher = Patcher()
     _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
