@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -11,6 +11,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from thinkmeter.collectors.context import engine_context_attributes
+from thinkmeter.instrumentation._background import Background
 from thinkmeter.instrumentation._content import ContentCapture
 from thinkmeter.instrumentation._tags import current_tag_attributes
 from thinkmeter.pricing import PriceTable
@@ -77,16 +78,20 @@ class Telemetry:
         meter_provider: metrics.MeterProvider | None,
         prices: PriceTable,
         capture_content: ContentCapture | None = None,
+        background: bool = False,
     ) -> None:
         """`meter_provider`: where the GenAI client metrics go; None records none. The store has every
         figure the metrics carry, so recording them per call (several microseconds on the caller's thread
-        with an SDK MeterProvider) is only worth it for someone who reads them."""
+        with an SDK MeterProvider) is only worth it for someone who reads them.
+        `background`: end calls (price, metrics, span) on a background thread, for a tracer provider
+        whose span processors are thinkmeter's own; `drain()` waits for those pending."""
         from thinkmeter import __version__
 
         self.tracer = trace.get_tracer("thinkmeter", __version__, tracer_provider)
         self.prices = prices
         self.capture_content = capture_content
         self.records_metrics = meter_provider is not None
+        self.background = Background(self.end_call, "thinkmeter-spans") if background else None
         if meter_provider is None:
             return
         meter = metrics.get_meter("thinkmeter", __version__, meter_provider)
@@ -109,7 +114,7 @@ class Telemetry:
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
         )
 
-    def emit_span(self, record: CallRecord, parent: Context, start_ns: int, attrs: dict[str, Any]) -> None:
+    def emit_span(self, record: CallRecord, parent: Context, start_ns: int, duration_s: float, attrs: dict[str, Any]) -> None:
         """The call's span, created once the call is over with every attribute (samplers see them all),
         so the SDK checks each attribute once instead of at start and again at the end."""
         span = self.tracer.start_span(
@@ -121,26 +126,45 @@ class Telemetry:
         )
         if record.error_type is not None:
             span.set_status(Status(StatusCode.ERROR, record.error_type))
-        span.end()
+        span.end(end_time=start_ns + round(duration_s * 1e9))
 
     def finish(
         self, record: CallRecord, parent: Context, start_ns: int, duration_s: float, error: BaseException | None
     ) -> None:
+        """End a call: here, or on the background thread when there is one (what the caller's thread
+        must read, its tags, is read here)."""
         if error is not None and record.error_type is None:
             record.error_type = type(error).__qualname__
+        ended = EndedCall(record, parent, start_ns, duration_s, current_tag_attributes())
+        if self.background is None or not self.background.submit(ended):
+            self.end_call(ended)
+
+    def end_call(self, ended: EndedCall) -> None:
+        """Price the call, record its metrics and emit its span."""
+        record = ended.record
+        try:
+            self._price(record)
+            attrs = record_attributes(record)
+            attrs.update(ended.tags)
+            if self.records_metrics:
+                self._record_metrics(record, ended.duration_s)
+        except Exception:
+            # Figures that cannot be read must not cost the call its span.
+            attrs = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
+            self.emit_span(record, ended.parent, ended.start_ns, ended.duration_s, attrs)
+            raise
+        self.emit_span(record, ended.parent, ended.start_ns, ended.duration_s, attrs)
+
+    def _price(self, record: CallRecord) -> None:
+        if record.cost_usd is not None:
+            return
         usage = record.usage
-        if record.cost_usd is None:
-            cost = self.prices.cost(record.response_model or record.request_model, usage)
-            if cost is not None:
-                record.cost_usd, record.reasoning_cost_usd = cost.total_usd, cost.reasoning_usd
-                record.cost_source = "price_table"
-            elif usage.output_tokens is not None:
-                record.cost_source = "unknown_price"
-        attrs = record_attributes(record)
-        attrs.update(current_tag_attributes())
-        if self.records_metrics:
-            self._record_metrics(record, duration_s)
-        self.emit_span(record, parent, start_ns, attrs)
+        cost = self.prices.cost(record.response_model or record.request_model, usage)
+        if cost is not None:
+            record.cost_usd, record.reasoning_cost_usd = cost.total_usd, cost.reasoning_usd
+            record.cost_source = "price_table"
+        elif usage.output_tokens is not None:
+            record.cost_source = "unknown_price"
 
     def _record_metrics(self, record: CallRecord, duration_s: float) -> None:
         dims: dict[str, Any] = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
@@ -158,6 +182,16 @@ class Telemetry:
             self._token_usage.record(usage.input_tokens, {**dims, sc.TOKEN_TYPE: "input"})
         if usage.output_tokens is not None:
             self._token_usage.record(usage.output_tokens, {**dims, sc.TOKEN_TYPE: "output"})
+
+
+class EndedCall(NamedTuple):
+    """What ending a call needs, read on the caller's thread."""
+
+    record: CallRecord
+    parent: Context
+    start_ns: int
+    duration_s: float
+    tags: dict[str, str]
 
 
 class Call:
@@ -205,12 +239,8 @@ class Call:
         try:
             if record.stream:
                 self._set_stream_timings()
+        finally:  # timings that cannot be read must not cost the call its span
             self.telemetry.finish(record, self.parent, self.start_ns, now - self.started, error)
-        except Exception:
-            # Figures that cannot be read must not cost the call its span.
-            attrs = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
-            self.telemetry.emit_span(record, self.parent, self.start_ns, attrs)
-            raise
 
     def _set_stream_timings(self) -> None:
         record, started = self.record, self.started

@@ -13,6 +13,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ class _State:
         self.lock = threading.Lock()
         self.patcher: Any = None
         self.processor: Any = None
+        self.telemetry: Any = None
         self.collectors: Any = None
         self.instrumented: list[str] = []
 
@@ -115,11 +117,13 @@ def _instrument_locked(
 
     settings = Settings.from_env(**options)
     prices = PriceTable.load(settings.price_file)  # a bad price file stops here, before anything is set up
+    own_provider = False
     if tracer_provider is None:
         tracer_provider = trace.get_tracer_provider()
         if isinstance(tracer_provider, ProxyTracerProvider):  # nobody set one: ours becomes global
             tracer_provider = TracerProvider()
             trace.set_tracer_provider(tracer_provider)
+            own_provider = True
     if settings.exporter != "none":
         from thinkmeter.export import build_span_processor
 
@@ -137,7 +141,11 @@ def _instrument_locked(
         from opentelemetry import metrics
 
         meter_provider = metrics.get_meter_provider()  # OTLP users read metrics where they read spans
-    telemetry = Telemetry(tracer_provider, meter_provider, prices, capture_content=content)
+    # Spans that only thinkmeter's exporter reads are built off the caller's thread; an application's
+    # own provider gets each span on the caller's thread as the call ends, as its processors expect.
+    background = own_provider and settings.exporter != "none"
+    telemetry = Telemetry(tracer_provider, meter_provider, prices, capture_content=content, background=background)
+    _state.telemetry = telemetry
     patcher = Patcher()
     _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
     _state.patcher = patcher
@@ -160,15 +168,23 @@ def uninstrument() -> None:
             _state.instrumented = []
         processor, _state.processor = _state.processor, None
         collectors, _state.collectors = _state.collectors, None
+        telemetry, _state.telemetry = _state.telemetry, None
     if collectors is not None:
         collectors.stop()
+    if telemetry is not None and telemetry.background is not None:
+        telemetry.background.close(10.0)
     if processor is not None:
         processor.shutdown()
 
 
 def flush(timeout_s: float = 10.0) -> bool:
     """Export every finished span now (bounded by timeout_s); True when all were written."""
-    processor = _state.processor
+    deadline = time.monotonic() + timeout_s
+    telemetry, processor = _state.telemetry, _state.processor
+    built = True
+    if telemetry is not None and telemetry.background is not None:
+        built = telemetry.background.drain(timeout_s)  # spans of ended calls not yet built
     if processor is None:
-        return True
-    return bool(processor.force_flush(int(timeout_s * 1000)))
+        return built
+    flushed = processor.force_flush(max(0, int((deadline - time.monotonic()) * 1000)))
+    return built and bool(flushed)
