@@ -1,8 +1,8 @@
 """One daemon thread that does work handed over by the application's threads, in order.
 
-The instrumentation hands it the end of a call (pricing, attributes, metrics, the OTel SDK span: most
-of a call's cost) when the spans go to thinkmeter's own exporter, so the caller's thread only appends
-to a deque. Nothing is dropped: while the thread is behind by MAX_PENDING items, callers do the work
+The instrumentation hands it the end of a call (pricing, attributes, the OTel SDK span, metrics: most
+of a call's cost) when the spans go to thinkmeter's own exporter, and the metrics of a call when an
+application's meter provider takes them, so the caller's thread only appends to a deque. Nothing is dropped: while the thread is behind by MAX_PENDING items, callers do the work
 themselves. A forked child starts with an empty queue and its own thread, started on first use.
 """
 
@@ -20,11 +20,11 @@ from typing import Any
 from thinkmeter.instrumentation._safety import log_once
 
 MAX_PENDING = 10_000
+YIELD_S = 0.001
 
 
 class Background:
-    def __init__(self, run: Callable[[Any], None], name: str) -> None:
-        self._run = run
+    def __init__(self, name: str) -> None:
         self._name = name
         self._reset()
         if hasattr(os, "register_at_fork"):
@@ -37,14 +37,14 @@ class Background:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def submit(self, item: Any) -> bool:
-        """Queue `item` for the thread; False (the caller runs it) when closed or too far behind."""
+    def submit(self, run: Callable[[Any], None], item: Any) -> bool:
+        """Queue run(item) for the thread; False (the caller runs it) when closed or too far behind."""
         if (self._thread is None or self._closed) and not self._start():
             return False
         pending = self._pending
         if len(pending) >= MAX_PENDING:
             return False
-        pending.append(item)
+        pending.append((run, item))
         if not self._wake.is_set():  # set once per batch: the thread clears it before it drains
             self._wake.set()
         return True
@@ -79,24 +79,29 @@ class Background:
             return True
 
     def _work(self, pending: deque[Any], wake: threading.Event) -> None:
-        run = self._run
+        clock = time.perf_counter
         while True:
             wake.wait()
             wake.clear()
+            held_since = clock()
             while pending:
-                item = pending.popleft()
-                if item is None:
+                entry = pending.popleft()
+                if entry is None:
                     return
-                if isinstance(item, threading.Event):
-                    item.set()
+                if isinstance(entry, threading.Event):
+                    entry.set()
                     continue
                 try:
+                    run, item = entry
                     run(item)
                 except Exception:
                     log_once(f"{self._name}.run", "thinkmeter: %s failed; the call is recorded without some figures", self._name)
-                # Hand the GIL over between items: an application thread waiting for it waits for one
-                # item's work, not for the interpreter's 5 ms switch interval.
-                time.sleep(0)
+                # Through a backlog, hand the GIL over every YIELD_S: an application thread waiting for it
+                # then waits that long at most, not the interpreter's 5 ms switch interval. (Not after
+                # every item: a GIL handover costs about what an item does.)
+                if clock() - held_since > YIELD_S:
+                    time.sleep(0)
+                    held_since = clock()
 
 
 def _reset_after_fork(ref: weakref.ref[Background]) -> None:

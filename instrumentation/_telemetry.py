@@ -83,15 +83,18 @@ class Telemetry:
         """`meter_provider`: where the GenAI client metrics go; None records none. The store has every
         figure the metrics carry, so recording them per call (several microseconds on the caller's thread
         with an SDK MeterProvider) is only worth it for someone who reads them.
-        `background`: end calls (price, metrics, span) on a background thread, for a tracer provider
-        whose span processors are thinkmeter's own; `drain()` waits for those pending."""
+        `background`: end calls (price, span, metrics) on a background thread, for a tracer provider
+        whose span processors are thinkmeter's own. Otherwise the span is made on the caller's thread
+        (an application's processors expect it when the call ends) and only metrics, which aggregate,
+        are recorded in the background. `self.background.drain()` waits for what is pending."""
         from thinkmeter import __version__
 
         self.tracer = trace.get_tracer("thinkmeter", __version__, tracer_provider)
         self.prices = prices
         self.capture_content = capture_content
         self.records_metrics = meter_provider is not None
-        self.background = Background(self.end_call, "thinkmeter-spans") if background else None
+        self.spans_in_background = background
+        self.background = Background("thinkmeter-calls") if background or self.records_metrics else None
         if meter_provider is None:
             return
         meter = metrics.get_meter("thinkmeter", __version__, meter_provider)
@@ -136,18 +139,31 @@ class Telemetry:
         if error is not None and record.error_type is None:
             record.error_type = type(error).__qualname__
         ended = EndedCall(record, parent, start_ns, duration_s, current_tag_attributes())
-        if self.background is None or not self.background.submit(ended):
-            self.end_call(ended)
+        background = self.background
+        if background is not None:
+            if self.spans_in_background:
+                if background.submit(self.end_call, ended):
+                    return
+            elif background.submit(self.record_metrics, ended):
+                self.emit_call_span(ended)
+                return
+        self.end_call(ended)
 
     def end_call(self, ended: EndedCall) -> None:
-        """Price the call, record its metrics and emit its span."""
+        """Emit the call's span and record its metrics."""
+        try:
+            self.emit_call_span(ended)
+        finally:
+            if self.records_metrics:
+                self.record_metrics(ended)
+
+    def emit_call_span(self, ended: EndedCall) -> None:
+        """Price the call and emit its span."""
         record = ended.record
         try:
             self._price(record)
             attrs = record_attributes(record)
             attrs.update(ended.tags)
-            if self.records_metrics:
-                self._record_metrics(record, ended.duration_s)
         except Exception:
             # Figures that cannot be read must not cost the call its span.
             attrs = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
@@ -166,7 +182,8 @@ class Telemetry:
         elif usage.output_tokens is not None:
             record.cost_source = "unknown_price"
 
-    def _record_metrics(self, record: CallRecord, duration_s: float) -> None:
+    def record_metrics(self, ended: EndedCall) -> None:
+        record, duration_s = ended.record, ended.duration_s
         dims: dict[str, Any] = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
         if record.request_model:
             dims[sc.REQUEST_MODEL] = record.request_model

@@ -63,7 +63,7 @@ def test_calls_end_off_the_callers_thread_and_every_one_is_stored(store_settings
         )
     assert app.returncode == 0, app.stderr
     first = json.loads(app.stdout.splitlines()[0])
-    assert first == {"flushed": True, "ended_on": ["thinkmeter-spans"]}
+    assert first == {"flushed": True, "ended_on": ["thinkmeter-calls"]}
     assert query_rows(store_settings, COUNT, {"service": service_name}) == [{"n": 10 + 25, "traces": 35}]
 
 
@@ -73,21 +73,22 @@ FORKED = textwrap.dedent(
     from thinkmeter.instrumentation._background import Background
 
     ran = []
-    background = Background(lambda item: ran.append((item, threading.current_thread().name)), "worker")
+    background = Background("worker")
+    run = lambda item: ran.append((item, threading.current_thread().name))
     for n in range(3):
-        background.submit(n)
+        background.submit(run, n)
     background.drain(10)
     child = os.fork()
     if child == 0:
         for n in range(10, 12):
-            background.submit(n)
+            background.submit(run, n)
         background.drain(10)
         print(json.dumps({"child": ran[3:]}), flush=True)
         os._exit(0)
     os.waitpid(child, 0)
-    background.submit(3)
+    background.submit(run, 3)
     background.close(10)
-    print(json.dumps({"parent": ran, "refused_after_close": not background.submit(4)}), flush=True)
+    print(json.dumps({"parent": ran, "refused_after_close": not background.submit(run, 4)}), flush=True)
     """
 )
 

@@ -83,6 +83,7 @@ CHILD = textwrap.dedent(
     thinkmeter.instrument(tracer_provider=TracerProvider(), exporter=exporter)
     client = openai.OpenAI(base_url=base_url, api_key="test", max_retries=0)
     client.chat.completions.create(model="o4-mini", messages=[{"role": "user", "content": "hi"}])
+    thinkmeter.flush(5)  # metrics are recorded on thinkmeter's background thread
     data = reader.get_metrics_data()
     names = sorted(
         m.name for rm in (data.resource_metrics if data else ()) for sm in rm.scope_metrics for m in sm.metrics

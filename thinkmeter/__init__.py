@@ -183,7 +183,7 @@ def flush(timeout_s: float = 10.0) -> bool:
     telemetry, processor = _state.telemetry, _state.processor
     built = True
     if telemetry is not None and telemetry.background is not None:
-        built = telemetry.background.drain(timeout_s)  # spans of ended calls not yet built
+        built = telemetry.background.drain(timeout_s)  # ended calls whose span or metrics are not made yet
     if processor is None:
         return built
     flushed = processor.force_flush(max(0, int((deadline - time.monotonic()) * 1000)))
