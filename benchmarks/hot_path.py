@@ -72,6 +72,7 @@ def main() -> None:
     from opentelemetry.sdk.trace import TracerProvider
 
     from thinkmeter.instrumentation._endpoints import EndpointResolver
+    from thinkmeter.instrumentation._stream import traced
     from thinkmeter.instrumentation._telemetry import Call, Telemetry, record_attributes
     from thinkmeter.instrumentation.anthropic_messages import MessagesStreamAccumulator, MessagesSurface, read_message
     from thinkmeter.instrumentation.openai_chat import ChatStreamAccumulator, ChatSurface, read_completion
@@ -134,6 +135,23 @@ def main() -> None:
         for chunk in chunks:
             accumulator.on_item(chunk)
 
+    def plain_stream(items: list[Any]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in iter(items):
+                pass
+
+        return run
+
+    def proxied_stream(items: list[Any], accumulator: Callable[[Call], Any]) -> Callable[[], None]:
+        """What the caller's `for chunk in stream` runs: the proxy, then the accumulator; the call ends
+        at exhaustion (once per stream, on the background thread)."""
+
+        def run() -> None:
+            for _ in traced(iter(items), accumulator(Call(background, record())), False):
+                pass
+
+        return run
+
     def anthropic_stream() -> None:
         accumulator = MessagesStreamAccumulator(Call(telemetry, record()))
         for event in events:
@@ -162,8 +180,12 @@ def main() -> None:
         ("Anthropic call: begin + deliver", per_op_us(anthropic_call, loops, repeat)),
         ("  span in the background:", None),
         *in_background(anthropic_call, messages_background),
-        ("chat stream, per chunk", per_op_us(chat_stream, 20, repeat) / len(chunks)),
+        ("chat stream, accumulator per chunk", per_op_us(chat_stream, 20, repeat) / len(chunks)),
         ("Anthropic stream, per event", per_op_us(anthropic_stream, 20, repeat) / len(events)),
+        ("chat stream, per chunk: plain loop", per_op_us(plain_stream(chunks), 20, repeat) / len(chunks)),
+        ("  through the proxy", per_op_us(proxied_stream(chunks, ChatStreamAccumulator), 20, repeat) / len(chunks)),
+        ("Anthropic stream, per event: plain", per_op_us(plain_stream(events), 20, repeat) / len(events)),
+        ("  through the proxy", per_op_us(proxied_stream(events, MessagesStreamAccumulator), 20, repeat) / len(events)),
     ]
     attributes = len(record_attributes(finished))
     print(f"thinkmeter hot path, CPU per operation (median of {repeat} runs); span with {attributes} attributes")
