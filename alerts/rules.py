@@ -57,6 +57,9 @@ class AlertSettings(BaseModel):
     # Engines and GPUs over 5 minutes.
     kv_cache_saturation: float = Field(0.9, gt=0, le=1)
     gpu_memory_pressure: float = Field(0.95, gt=0, le=1)
+    # Calls per hour, per service, model and task class, that hit the output cap with no visible answer
+    # (0: the first one fires).
+    answer_lost_calls_per_hour: float = Field(0.0, ge=0)
 
     @classmethod
     def load(cls, path: Path) -> AlertSettings:
@@ -309,6 +312,28 @@ GROUP BY service, provider, model"""
     )
 
 
+def _answer_lost(s: AlertSettings) -> Rule:
+    sql = """SELECT ServiceName AS service, model, task_class, toFloat64(count()) AS value
+FROM llm_calls
+WHERE $__timeFilter(Timestamp) AND answer_lost = true
+GROUP BY service, model, task_class"""
+    return Rule(
+        uid="thinkmeter-answer-lost-to-reasoning",
+        title="Answers lost to reasoning",
+        group="thinkmeter-usage",
+        sql=sql,
+        labels=("service", "model", "task_class"),
+        threshold=s.answer_lost_calls_per_hour,
+        window_s=3600,
+        severity="warning",
+        summary="{value} calls of {service} to {model} ({task_class}) in the last hour hit the output cap while "
+        "still thinking and returned no answer",
+        description="They ended on the length cap (length / max_tokens / MAX_TOKENS) with no visible output "
+        "tokens: every token was billed reasoning. Raise max_tokens (or the thinking budget's headroom) or "
+        "lower the reasoning effort for this task class.",
+    )
+
+
 def build_rules(settings: AlertSettings | None = None) -> list[Rule]:
     s = settings or AlertSettings()
     return [
@@ -322,6 +347,7 @@ def build_rules(settings: AlertSettings | None = None) -> list[Rule]:
         _kv_saturation(s),
         _gpu_memory(s),
         _unpriced(s),
+        _answer_lost(s),
     ]
 
 

@@ -410,6 +410,20 @@ def _cost_p99_over_time() -> Query:
     )
 
 
+def _answers_lost() -> Query:
+    raw = f"""SELECT model, task_class, count() AS lost, sum(ifNull(cost_usd, 0)) AS cost
+FROM llm_calls WHERE {RAW_WHERE} AND answer_lost = true GROUP BY model, task_class"""
+    rollup = f"""SELECT model, task_class, sum(answer_lost_calls) AS lost, sum(answer_lost_cost_usd) AS cost
+FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY model, task_class"""
+    outer = "model, if(task_class = '', '(none)', task_class) AS task_class, sum(lost) AS answers_lost, sum(cost) AS cost_usd"
+    return Query(
+        by_range(raw, rollup, outer, "GROUP BY model, task_class HAVING answers_lost > 0 ORDER BY answers_lost DESC LIMIT 30"),
+        ("model", "task_class", "answers_lost", "cost_usd"),
+        TABLE,
+        picks_rollup=True,
+    )
+
+
 def reasoning_dashboard() -> Dashboard:
     usd = "currencyUSD"
     return Dashboard(
@@ -453,6 +467,15 @@ def reasoning_dashboard() -> Dashboard:
                 overrides=(_unit("budget_used_p95", "percentunit"), _unit("stopped_by_length", "percentunit")),
             ),
             Panel("Reasoning p95 by effort", "timeseries", (_effort_over_time(),), unit="short", width=10),
+            Panel(
+                "Answers lost to reasoning",
+                "table",
+                (_answers_lost(),),
+                description="Calls that hit their output cap while still thinking (finish reason length / max_tokens "
+                "and no visible output tokens): billed for reasoning, no answer. cost_usd counts priced calls only.",
+                width=24,
+                overrides=(_unit("cost_usd", usd),),
+            ),
             Panel(
                 "Overthinking signals",
                 "table",

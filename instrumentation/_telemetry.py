@@ -16,7 +16,7 @@ from thinkmeter._version import __version__
 from thinkmeter.instrumentation._background import Background
 from thinkmeter.instrumentation._content import ContentCapture
 from thinkmeter.instrumentation._tags import current_tag_attributes
-from thinkmeter.pricing import PriceTable
+from thinkmeter.pricing import Cost, PriceTable
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.contract import RECORD_ATTRIBUTES
 from thinkmeter.schemas.record import CallRecord
@@ -147,13 +147,25 @@ class Telemetry:
     def _price(self, record: CallRecord) -> None:
         if record.cost_usd is not None:
             return
-        usage = record.usage
-        cost = self.prices.cost(record.response_model or record.request_model, usage)
+        cost = self._cost(record)
         if cost is not None:
             record.cost_usd, record.reasoning_cost_usd = cost.total_usd, cost.reasoning_usd
             record.cost_source = "price_table"
-        elif usage.output_tokens is not None:
+        elif record.usage.output_tokens is not None:
             record.cost_source = "unknown_price"
+
+    def _cost(self, record: CallRecord) -> Cost | None:
+        model = record.response_model or record.request_model
+        if not record.usage_by_model:
+            return self.prices.cost(record.provider, model, record.usage)
+        total = reasoning = 0.0
+        for part_model, part in record.usage_by_model:
+            cost = self.prices.cost(record.provider, part_model or model, part)
+            if cost is None:
+                return None  # one part unpriced: the call's cost is unknown, not understated
+            total += cost.total_usd
+            reasoning += cost.reasoning_usd or 0.0
+        return Cost(total, reasoning if record.usage.reasoning_tokens is not None else None)
 
     def record_metrics(self, ended: EndedCall) -> None:
         record, duration_s = ended.record, ended.duration_s

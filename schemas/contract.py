@@ -71,6 +71,7 @@ SPAN_COLUMNS: tuple[SpanColumn, ...] = (
     SpanColumn(sc.FEATURE, None, "feature"),
     SpanColumn(sc.TASK_CLASS, None, "task_class"),
     SpanColumn(sc.ERROR_TYPE, "error_type", "error_type"),
+    SpanColumn(sc.ANSWER_LOST, "answer_lost", "answer_lost", "Nullable(Bool)"),
     # What the engine and its GPUs were under when the call started (self-hosted engines with a collector)
     SpanColumn(sc.ENGINE_KV_CACHE_USAGE, None, "engine_kv_cache_usage", "Nullable(Float64)"),
     SpanColumn(sc.ENGINE_REQUESTS_RUNNING, None, "engine_requests_running", "Nullable(UInt32)"),
@@ -88,6 +89,8 @@ def _conversion(column: SpanColumn) -> str:
     """The SELECT expression that turns the span's string attribute into the typed column."""
     value = f"SpanAttributes['{column.attribute}']"
     base = column.type.split(" CODEC")[0]
+    if base == "Nullable(Bool)":  # a boolean attribute that may be absent (unknown)
+        return f"if(mapContains(SpanAttributes, '{column.attribute}'), {value} = 'true', NULL)"
     if base.startswith("Nullable("):
         return f"to{base[len('Nullable('):-1]}OrNull({value})"
     if base == "UInt8":  # a boolean attribute, exported as 'true' / 'false'

@@ -105,7 +105,11 @@ def seeded(store_settings: Settings, client: Client) -> Iterator[Seeded]:
     ]
     runaway = Call(tags, Scenario(model="o4-mini", input_tokens=300, reasoning_tokens=40_000, visible_tokens=10,
                                   prefill_s=0.1, thinking_s=240), stream=True)
-    assert seed_calls(store_settings, service, [*ordinary, runaway]) == 0
+    # Out of the class, tenant and user above, so the quotas and the runaway baseline stay as they were.
+    lost_tags = {"tenant": f"tenant-lost-{suffix}", "user": f"user-lost-{suffix}", "task_class": f"class-lost-{suffix}"}
+    answer_lost = Call(lost_tags, Scenario(model="o4-mini", input_tokens=300, reasoning_tokens=500, visible_tokens=0,
+                                           finish_reason="length"), stream=False)
+    assert seed_calls(store_settings, service, [*ordinary, runaway, answer_lost]) == 0
     engine = seed_engine_metrics(client, [vllm_metrics(kv_usage=0.95, waiting=2, preemptions=1), vllm_metrics(kv_usage=0.98, waiting=6, preemptions=4)], f"host-{suffix}")
     gpu_host = f"gpu-host-{suffix}"
     seed_gpu_metrics(client, gpu_host, 2, [StandInGpu(uuid=f"GPU-{suffix}", memory=(80 * 2**30, 79 * 2**30))])

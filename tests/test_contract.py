@@ -96,6 +96,7 @@ EXPECTED_COLUMNS: dict[str, Any] = {
     "cost_source": "reported",
     **TAGS,
     "error_type": "TimeoutError",
+    "answer_lost": False,
     "engine_kv_cache_usage": 0.75,
     "engine_requests_running": 6,
     "engine_requests_waiting": 2,
@@ -120,8 +121,9 @@ def test_every_contract_attribute_reaches_its_llm_calls_column(store_settings: S
 def test_the_contract_names_every_record_field_and_column_once() -> None:
     record_fields = {c.field.split(".")[0] for c in SPAN_COLUMNS if c.field}
     usage_fields = {c.field.split(".")[1] for c in SPAN_COLUMNS if c.field and c.field.startswith("usage.")}
-    # Every field of the record becomes an attribute, except the containers read field by field.
-    assert {f.name for f in dataclasses.fields(CallRecord)} - record_fields == {"attributes"}
+    # Every field of the record becomes an attribute, except the containers read field by field and
+    # the per-model split of the usage, which only prices it.
+    assert {f.name for f in dataclasses.fields(CallRecord)} - record_fields == {"attributes", "usage_by_model"}
     assert {f.name for f in dataclasses.fields(Usage)} - usage_fields == {"rejected_prediction_tokens"}  # folded into visible output
     for names in ([c.attribute for c in SPAN_COLUMNS], [c.column for c in STORED_COLUMNS]):
         assert len(names) == len(set(names))

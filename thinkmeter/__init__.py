@@ -50,9 +50,12 @@ def instrument(
     content_max_chars: int | None = None,
     redact: Callable[[str], str] | None = None,
     providers: dict[str, str] | None = None,
-    collect_gpu: bool = False,
-    engines: Sequence[str | dict[str, str]] = (),
-    **unknown: Any,
+    collect_gpu: bool | None = None,
+    engines: Sequence[str | dict[str, str]] | None = None,
+    queue_size: int | None = None,
+    batch_size: int | None = None,
+    flush_interval_s: float | None = None,
+    segments_max_bytes: int | None = None,
 ) -> list[str]:
     """Trace every call of the installed LLM SDKs; returns the SDKs it patched.
 
@@ -67,9 +70,14 @@ def instrument(
     `capture_content` records prompts and completions (off by default); `redact` (str -> str) runs on
     every text first and `content_max_chars` bounds each of the two attributes.
     `collect_gpu` samples this host's GPUs (NVML) and `engines` scrapes inference-engine /metrics URLs
-    in a background thread: their readings go to the metrics tables and onto the spans of calls to
+    in a background thread (defaults: THINKMETER_COLLECT_GPU, THINKMETER_COLLECT_ENGINES,
+    THINKMETER_COLLECT_INTERVAL): their readings go to the metrics tables and onto the spans of calls to
     those engines (KV-cache usage, queue, GPU load at request start).
-    A bad setting (unknown keyword included) is logged and leaves the application running untraced.
+    `queue_size` (pending spans before new ones are dropped and counted), `batch_size` (spans per
+    insert), `flush_interval_s` and `segments_max_bytes` (rows waiting for `thinkmeter serve` before new
+    ones are dropped and counted) tune the background export.
+    An unknown keyword raises TypeError, as in any Python call; a bad value or environment setting is
+    logged and leaves the application running untraced.
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         logger.info("thinkmeter: OTEL_SDK_DISABLED=true, not instrumenting")
@@ -91,7 +99,10 @@ def instrument(
                 providers=providers,
                 collect_gpu=collect_gpu,
                 engines=engines,
-                **unknown,
+                queue_size=queue_size,
+                batch_size=batch_size,
+                flush_interval_s=flush_interval_s,
+                segments_max_bytes=segments_max_bytes,
             )
         except Exception as error:
             # A configuration mistake must not take the application down: say it once, run untraced.
@@ -100,7 +111,11 @@ def instrument(
 
 
 def _instrument_locked(
-    tracer_provider: Any, meter_provider: Any, collect_gpu: bool, engines: Sequence[str | dict[str, str]], **options: Any
+    tracer_provider: Any,
+    meter_provider: Any,
+    collect_gpu: bool | None,
+    engines: Sequence[str | dict[str, str]] | None,
+    **options: Any,
 ) -> list[str]:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
@@ -117,6 +132,11 @@ def _instrument_locked(
     settings = Settings.from_env(**options)
     prices = PriceTable.load(settings.price_file)  # a bad price file stops here, before anything is set up
     own_provider = False
+    collect = None
+    if collect_gpu is not None or engines is not None or any(name.startswith("THINKMETER_COLLECT_") for name in os.environ):
+        from thinkmeter.collectors.config import CollectConfig
+
+        collect = CollectConfig.resolve(gpu=collect_gpu, engines=engines)  # a bad THINKMETER_COLLECT_* stops here
     if tracer_provider is None:
         tracer_provider = trace.get_tracer_provider()
         if isinstance(tracer_provider, ProxyTracerProvider):  # nobody set one: ours becomes global
@@ -141,12 +161,15 @@ def _instrument_locked(
 
         meter_provider = metrics.get_meter_provider()  # OTLP users read metrics where they read spans
     request_context = None
-    if collect_gpu or engines:
+    if collect is not None and (collect.gpu or collect.engines):
         from thinkmeter.collectors.context import engine_context_attributes
         from thinkmeter.collectors.runner import start_collectors
 
         _state.collectors = start_collectors(
-            settings if settings.exporter == "clickhouse" else None, collect_gpu=collect_gpu, engines=engines
+            settings if settings.exporter == "clickhouse" else None,
+            collect_gpu=collect.gpu,
+            engines=collect.engines,
+            interval_s=collect.interval_s,
         )
         atexit.register(_state.collectors.stop)
         # Calls to the watched engines carry the pressure these collectors last saw.

@@ -46,7 +46,7 @@ PROVIDERS = (
     Provider("openai", 0.50, None),
     Provider("anthropic", 0.15, "claude-sonnet-4-5", reports_cache_writes=True),
     Provider("gcp.gemini", 0.15, "gemini-2.5-flash", omits_zero_cache_reads=True),
-    # A self-hosted vLLM reports reasoning tokens; the price is the model's hosted API rate.
+    # A self-hosted vLLM reports reasoning tokens; an open-weight model has no shipped price (prices are per provider).
     Provider("vllm", 0.10, "qwen3-235b-a22b"),
     # Ollama counts thinking inside eval_count only; a local model has no price.
     Provider("ollama", 0.10, "qwq:32b", reasoning_estimated=True),
@@ -388,7 +388,7 @@ def _compare(row: dict[str, Any], call: Planned, reply: Reply, prices: PriceTabl
         # an estimate is priced as stored; its closeness to the truth is reported apart
         reasoning_tokens=row["reasoning_tokens"] if provider.reasoning_estimated else truth.reasoning_tokens,
     )
-    cost = prices.cost(reply.model, usage)
+    cost = prices.cost(provider.name, reply.model, usage)
     stored_cost = row["cost_usd"]
     if (cost is None) != (stored_cost is None) or (cost is not None and abs(cost.total_usd - stored_cost) > 1e-12):
         problems.append(f"cost: stored {stored_cost}, expected {cost and cost.total_usd}")

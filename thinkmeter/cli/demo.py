@@ -7,6 +7,8 @@ import os
 import statistics
 from typing import TYPE_CHECKING
 
+from thinkmeter.cli._options import integer, number
+
 if TYPE_CHECKING:
     from thinkmeter.demo import ProviderCheck
 
@@ -16,12 +18,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="drive a simulated reasoning workload through the OpenAI, Anthropic, Gemini and Ollama SDKs into the store, then report",
     )
-    parser.add_argument("--calls", type=int, default=1500, help="number of LLM calls (default 1500)")
-    parser.add_argument("--concurrency", type=int, default=16, help="calls in flight at once (default 16)")
+    parser.add_argument("--calls", type=integer(1, 1_000_000), default=1500, help="number of LLM calls, 1 to 1000000 (default 1500)")
+    parser.add_argument("--concurrency", type=integer(1, 256), default=16, help="calls in flight at once, 1 to 256 (default 16)")
     parser.add_argument(
-        "--time-scale", type=float, default=0.005, help="simulated seconds -> wall seconds (default 0.005: 60 s of thinking plays in 0.3 s)"
+        "--time-scale",
+        type=number(0, 10, above_low=True),
+        default=0.005,
+        help="simulated seconds -> wall seconds, up to 10 (default 0.005: 60 s of thinking plays in 0.3 s)",
     )
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=7, help="traffic seed, 0 to 4294967295 (default 7)")
     parser.set_defaults(func=run)
 
 

@@ -7,6 +7,8 @@ import argparse
 import os
 from pathlib import Path
 
+from thinkmeter.cli._options import PORT
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     provision = subparsers.add_parser("provision", help="set up Grafana for thinkmeter")
@@ -22,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     grafana.add_argument("--token", default=os.environ.get("GRAFANA_TOKEN"), help="service-account token (default $GRAFANA_TOKEN); user:password also works")
     grafana.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
     grafana.add_argument("--clickhouse-host", default="localhost")
-    grafana.add_argument("--clickhouse-port", type=int, default=9000)
+    grafana.add_argument("--clickhouse-port", type=PORT, default=9000, help="1 to 65535 (default 9000)")
     grafana.add_argument("--clickhouse-protocol", choices=("native", "http"), default="native")
     grafana.add_argument("--clickhouse-user", default="default")
     grafana.add_argument("--clickhouse-password", default=os.environ.get("THINKMETER_GRAFANA_CLICKHOUSE_PASSWORD"),
