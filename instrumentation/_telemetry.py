@@ -16,6 +16,7 @@ from thinkmeter._version import __version__
 from thinkmeter.instrumentation._background import Background
 from thinkmeter.instrumentation._content import ContentCapture
 from thinkmeter.instrumentation._tags import current_tag_attributes
+from thinkmeter.instrumentation._task import TaskState, current_task
 from thinkmeter.pricing import Cost, PriceTable
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.contract import RECORD_ATTRIBUTES
@@ -105,13 +106,28 @@ class Telemetry:
         span.end(end_time=start_ns + round(duration_s * 1e9))
 
     def finish(
-        self, record: CallRecord, parent: Context, start_ns: int, duration_s: float, error: BaseException | None
+        self,
+        record: CallRecord,
+        parent: Context,
+        start_ns: int,
+        duration_s: float,
+        error: BaseException | None,
+        tags: dict[str, str],
+        task: TaskState | None,
     ) -> None:
-        """End a call: here, or on the background thread when there is one (what the caller's thread
-        must read, its tags, is read here)."""
+        """End a call: its span and metrics are made here, or on the background thread when there is one."""
         if error is not None and record.error_type is None:
             record.error_type = type(error).__qualname__
-        ended = EndedCall(record, parent, start_ns, duration_s, current_tag_attributes())
+        try:
+            # Priced here, not on the background thread: the task's totals must hold this call before
+            # its block can end (pricing is a dictionary lookup and a few multiplications).
+            self._price(record)
+            if task is not None:
+                task.add(record)
+        finally:
+            self._end(EndedCall(record, parent, start_ns, duration_s, tags))
+
+    def _end(self, ended: EndedCall) -> None:
         background = self.background
         if background is not None:
             if self.spans_in_background:
@@ -131,10 +147,8 @@ class Telemetry:
                 self.record_metrics(ended)
 
     def emit_call_span(self, ended: EndedCall) -> None:
-        """Price the call and emit its span."""
         record = ended.record
         try:
-            self._price(record)
             attrs = record_attributes(record)
             attrs.update(ended.tags)
         except Exception:
@@ -212,12 +226,18 @@ class Call:
         "last_token",
         "hide_usage_chunk",
         "ended",
+        "tags",
+        "task",
     )
 
     def __init__(self, telemetry: Telemetry, record: CallRecord) -> None:
         self.telemetry = telemetry
         self.record = record
         self.parent = otel_context.get_current()  # the caller's trace, even if a stream ends elsewhere
+        # Likewise its tags and task: a stream read to its end after the block that started it still
+        # belongs to that block.
+        self.tags = current_tag_attributes()
+        self.task = current_task()
         if record.engine is not None and record.server_address is not None and telemetry.request_context is not None:
             # The pressure the engine was under when this request arrived (empty without a collector).
             record.attributes.update(telemetry.request_context(record.server_address, record.server_port))
@@ -242,7 +262,7 @@ class Call:
             if record.stream:
                 self._set_stream_timings()
         finally:  # timings that cannot be read must not cost the call its span
-            self.telemetry.finish(record, self.parent, self.start_ns, now - self.started, error)
+            self.telemetry.finish(record, self.parent, self.start_ns, now - self.started, error, self.tags, self.task)
 
     def _set_stream_timings(self) -> None:
         record, started = self.record, self.started

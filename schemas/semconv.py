@@ -86,6 +86,26 @@ ERROR_TYPE: Final = "error.type"
 # True when the call ended on its output cap with no visible output: billed reasoning, no answer.
 ANSWER_LOST: Final = "thinkmeter.answer_lost"
 
+# Tasks (`thinkmeter.task(...)`): every call made inside carries the task's id. The task span (name
+# TASK_SPAN_NAME, the parent of its calls) carries the totals of the calls made inside it in this
+# process; an outcome span (OUTCOME_SPAN_NAME) carries one recorded outcome, from any process.
+TASK_ID: Final = "thinkmeter.task.id"
+TASK_PARENT_ID: Final = "thinkmeter.task.parent_id"  # the enclosing task of a nested one
+TASK_CALLS: Final = "thinkmeter.task.calls"
+TASK_ERRORS: Final = "thinkmeter.task.errors"
+TASK_INPUT_TOKENS: Final = "thinkmeter.task.usage.input_tokens"
+TASK_OUTPUT_TOKENS: Final = "thinkmeter.task.usage.output_tokens"
+TASK_REASONING_TOKENS: Final = "thinkmeter.task.usage.reasoning_tokens"
+TASK_COST_USD: Final = "thinkmeter.task.cost.usd"
+# Calls whose figure was unknown (usage without a price; output without a reasoning count): the sums
+# above leave them out, so a total is never mistaken for a complete one.
+TASK_UNPRICED_CALLS: Final = "thinkmeter.task.unpriced_calls"
+TASK_REASONING_UNKNOWN_CALLS: Final = "thinkmeter.task.reasoning_unknown_calls"
+TASK_OUTCOME_CORRECT: Final = "thinkmeter.task.outcome.correct"
+TASK_OUTCOME_SCORE: Final = "thinkmeter.task.outcome.score"
+TASK_SPAN_NAME: Final = "task"
+OUTCOME_SPAN_NAME: Final = "task.outcome"
+
 # Engine and GPU state at request start (calls to a self-hosted engine that a collector watches)
 ENGINE_KV_CACHE_USAGE: Final = "thinkmeter.engine.kv_cache.usage"
 ENGINE_REQUESTS_RUNNING: Final = "thinkmeter.engine.requests.running"

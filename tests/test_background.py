@@ -31,10 +31,14 @@ APP = textwrap.dedent(
 
     thinkmeter.instrument()
     ended_on = set()
+    task_calls = []
 
     class Where(SpanProcessor):  # an application may add its own processor to the global provider
         def on_end(self, span):
-            ended_on.add(threading.current_thread().name)
+            if span.name.startswith("chat"):
+                ended_on.add(threading.current_thread().name)
+            else:  # the task's span: its totals count calls whose spans are still being built
+                task_calls.append(span.attributes.get("thinkmeter.task.calls"))
 
     trace.get_tracer_provider().add_span_processor(Where())
 
@@ -45,9 +49,11 @@ APP = textwrap.dedent(
         for _ in client.chat.completions.create(model="o4-mini", messages=[{"role": "user", "content": "hi"}], stream=True):
             pass
 
-    calls(9)
+    calls(6)
+    with thinkmeter.task("t-1"):
+        calls(2)
     flushed = thinkmeter.flush(60)
-    print(json.dumps({"flushed": flushed, "ended_on": sorted(ended_on)}), flush=True)
+    print(json.dumps({"flushed": flushed, "ended_on": sorted(ended_on), "task_calls": task_calls}), flush=True)
     calls(24)
     # no flush: atexit ends the calls still pending on the background thread and exports them
     """
@@ -63,8 +69,8 @@ def test_calls_end_off_the_callers_thread_and_every_one_is_stored(store_settings
         )
     assert app.returncode == 0, app.stderr
     first = json.loads(app.stdout.splitlines()[0])
-    assert first == {"flushed": True, "ended_on": ["thinkmeter-calls"]}
-    assert query_rows(store_settings, COUNT, {"service": service_name}) == [{"n": 10 + 25, "traces": 35}]
+    assert first == {"flushed": True, "ended_on": ["thinkmeter-calls"], "task_calls": [3]}
+    assert query_rows(store_settings, COUNT, {"service": service_name}) == [{"n": 7 + 3 + 25, "traces": 7 + 1 + 25}]
 
 
 FORKED = textwrap.dedent(

@@ -95,6 +95,7 @@ EXPECTED_COLUMNS: dict[str, Any] = {
     "reasoning_cost_usd": 0.0625,
     "cost_source": "reported",
     **TAGS,
+    "task_id": "task-1",
     "error_type": "TimeoutError",
     "answer_lost": False,
     "engine_kv_cache_usage": 0.75,
@@ -108,7 +109,7 @@ EXPECTED_COLUMNS: dict[str, Any] = {
 def test_every_contract_attribute_reaches_its_llm_calls_column(store_settings: Settings, service_name: str) -> None:
     provider, processor = make_traced(store_settings, service_name)
     telemetry = Telemetry(provider, None, PriceTable.load(), request_context=lambda host, port: ENGINE_CONTEXT)
-    with thinkmeter.tags(**TAGS):
+    with thinkmeter.tags(**TAGS), thinkmeter.task("task-1"):
         Call(telemetry, copy.deepcopy(RECORD)).finish()
     assert processor.force_flush(30_000)
     provider.shutdown()

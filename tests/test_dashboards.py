@@ -45,6 +45,7 @@ from tests.grafana_seed import (
     seed_engine_context_spans,
     seed_engine_metrics,
     seed_gpu_metrics,
+    seed_tasks,
 )
 from tests.nvml_stand_in import StandInGpu
 from thinkmeter.config import Settings
@@ -88,6 +89,7 @@ def seeded(store_settings: Settings, client: Client) -> Seeded:
     calls = [*mixed_calls(60, seed=11), Call(tags, RUNAWAY, stream=False), Call(tags, ANSWER_LOST, stream=False)]
     seed_calls(store_settings, service, calls)  # failed calls (the mix plays errors) are spans too
     seed_engine_context_spans(store_settings, service, (0.15, 0.45, 0.62, 0.91, 0.97), reasoning_tokens=3_000)
+    seed_tasks(store_settings, client, service, f"graded-{suffix}", tasks=5, baseline=False)
     server = seed_engine_metrics(
         client,
         [

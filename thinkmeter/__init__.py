@@ -20,7 +20,9 @@ from typing import Any
 
 from thinkmeter._version import __version__
 from thinkmeter.instrumentation._tags import tags
-__all__ = ["instrument", "uninstrument", "flush", "tags", "__version__"]
+from thinkmeter.instrumentation._task import record_outcome, task
+
+__all__ = ["instrument", "uninstrument", "flush", "tags", "task", "record_outcome", "__version__"]
 
 logger = logging.getLogger("thinkmeter")
 
@@ -126,6 +128,7 @@ def _instrument_locked(
     from thinkmeter.instrumentation._content import ContentCapture
     from thinkmeter.instrumentation._endpoints import EndpointResolver
     from thinkmeter.instrumentation._patch import Patcher
+    from thinkmeter.instrumentation._task import use_tracer
     from thinkmeter.instrumentation._telemetry import Telemetry
     from thinkmeter.pricing import PriceTable
 
@@ -181,6 +184,7 @@ def _instrument_locked(
         tracer_provider, meter_provider, prices, capture_content=content, request_context=request_context, background=background
     )
     _state.telemetry = telemetry
+    use_tracer(telemetry.tracer)  # task and outcome spans
     patcher = Patcher()
     _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
     _state.patcher = patcher
@@ -191,9 +195,12 @@ def uninstrument() -> None:
     """Remove every patch and flush what is pending; `instrument()` may be called again after."""
     with _state.lock:
         if _state.patcher is not None:
+            from thinkmeter.instrumentation._task import use_tracer
+
             _state.patcher.unwrap_all()
             _state.patcher = None
             _state.instrumented = []
+            use_tracer(None)
         processor, _state.processor = _state.processor, None
         collectors, _state.collectors = _state.collectors, None
         telemetry, _state.telemetry = _state.telemetry, None
