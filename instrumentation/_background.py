@@ -1,9 +1,10 @@
 """One daemon thread that does work handed over by the application's threads, in order.
 
-The instrumentation hands it the end of a call (pricing, attributes, the OTel SDK span, metrics: most
-of a call's cost) when the spans go to thinkmeter's own exporter, and the metrics of a call when an
-application's meter provider takes them, so the caller's thread only appends to a deque. Nothing is dropped: while the thread is behind by MAX_PENDING items, callers do the work
-themselves. A forked child starts with an empty queue and its own thread, started on first use.
+The instrumentation hands it the end of a call (attributes, the OTel SDK span, metrics: most of a
+call's cost) when the spans go to thinkmeter's own exporter, and the metrics of a call when an
+application's meter provider takes them, so the caller's thread only appends to a deque. Nothing is
+dropped: while the thread is behind by MAX_PENDING items, callers do the work themselves. A forked
+child starts with an empty queue and its own thread, started on first use.
 """
 
 from __future__ import annotations

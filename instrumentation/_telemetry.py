@@ -58,7 +58,7 @@ class Telemetry:
         """`meter_provider`: where the GenAI client metrics go; None records none. The store has every
         figure the metrics carry, so recording them per call (several microseconds on the caller's thread
         with an SDK MeterProvider) is only worth it for someone who reads them.
-        `background`: end calls (price, span, metrics) on a background thread, for a tracer provider
+        `background`: end calls (attributes, span, metrics) on a background thread, for a tracer provider
         whose span processors are thinkmeter's own. Otherwise the span is made on the caller's thread
         (an application's processors expect it when the call ends) and only metrics, which aggregate,
         are recorded in the background. `self.background.drain()` waits for what is pending."""
