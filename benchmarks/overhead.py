@@ -79,7 +79,7 @@ def _unpatched(method: Any) -> Any:
     """The SDK's own method under thinkmeter's wrapper (a wrapt proxy), for plain calls in a patched process."""
     import wrapt
 
-    return method.__wrapped__ if isinstance(method, wrapt.ObjectProxy) else method
+    return method.__wrapped__ if isinstance(method, wrapt.BoundFunctionWrapper) else method
 
 
 def _scenarios(sdks: set[str], plain: bool = False) -> dict[str, Callable[[], int]]:

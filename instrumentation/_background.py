@@ -22,6 +22,10 @@ from thinkmeter.instrumentation._safety import log_once
 
 MAX_PENDING = 10_000
 YIELD_S = 0.001
+# The thread wakes every PERIOD_S, or at once when WAKE_AT items wait: waking it per item cost the
+# caller's thread a GIL handover per call.
+PERIOD_S = 0.05
+WAKE_AT = 256
 
 
 class Background:
@@ -46,7 +50,7 @@ class Background:
         if len(pending) >= MAX_PENDING:
             return False
         pending.append((run, item))
-        if not self._wake.is_set():  # set once per batch: the thread clears it before it drains
+        if len(pending) >= WAKE_AT and not self._wake.is_set():
             self._wake.set()
         return True
 
@@ -82,7 +86,7 @@ class Background:
     def _work(self, pending: deque[Any], wake: threading.Event) -> None:
         clock = time.perf_counter
         while True:
-            wake.wait()
+            wake.wait(PERIOD_S)
             wake.clear()
             held_since = clock()
             while pending:
