@@ -167,7 +167,7 @@ def main() -> None:
         ("record_attributes", per_op_us(lambda: record_attributes(finished), loops, repeat)),
         (
             "span start + end (emit_span)",
-            per_op_us(lambda: telemetry.emit_span(finished, call.parent, call.start_ns, 0.5, record_attributes(finished)), loops, repeat),
+            per_op_us(lambda: telemetry.emit_span(finished, call.parent, call.start_ns, record_attributes(finished)), loops, repeat),
         ),
         ("chat call: begin + deliver", per_op_us(chat_call, loops, repeat)),
         ("  + metrics (SDK MeterProvider):", None),

@@ -32,8 +32,8 @@ class _State:
         self.lock = threading.Lock()
         self.patcher: Any = None
         self.processor: Any = None
-        self.telemetry: Any = None
         self.collectors: Any = None
+        self.telemetry: Any = None
         self.instrumented: list[str] = []
 
 
@@ -188,6 +188,7 @@ def _instrument_locked(
     patcher = Patcher()
     _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
     _state.patcher = patcher
+    _state.telemetry = telemetry
     return list(_state.instrumented)
 
 
@@ -206,20 +207,25 @@ def uninstrument() -> None:
         telemetry, _state.telemetry = _state.telemetry, None
     if collectors is not None:
         collectors.stop()
-    if telemetry is not None and telemetry.background is not None:
-        telemetry.background.close(10.0)
+    if telemetry is not None:
+        telemetry.tokenizer.drain(10.0)
+        if telemetry.background is not None:
+            telemetry.background.close(10.0)
     if processor is not None:
         processor.shutdown()
 
 
 def flush(timeout_s: float = 10.0) -> bool:
-    """Export every finished span now (bounded by timeout_s); True when all were written."""
+    """Export every finished span now (bounded by timeout_s); True when all were written. Calls whose
+    reasoning an engine's tokenizer is still counting are waited for first, then the calls whose span
+    or metrics the background thread has not made yet."""
     deadline = time.monotonic() + timeout_s
-    telemetry, processor = _state.telemetry, _state.processor
-    built = True
+    telemetry = _state.telemetry
+    drained = telemetry is None or telemetry.tokenizer.drain(timeout_s)
     if telemetry is not None and telemetry.background is not None:
-        built = telemetry.background.drain(timeout_s)  # ended calls whose span or metrics are not made yet
+        drained = telemetry.background.drain(max(0.0, deadline - time.monotonic())) and drained
+    processor = _state.processor
     if processor is None:
-        return built
-    flushed = processor.force_flush(max(0, int((deadline - time.monotonic()) * 1000)))
-    return built and bool(flushed)
+        return drained
+    remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+    return bool(processor.force_flush(remaining_ms)) and drained
