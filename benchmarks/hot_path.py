@@ -6,6 +6,12 @@
 steps (record, parse, span) so a change to one of them shows without the SDK's noise. Replies are
 the canned bodies of `_payloads.py`, turned into SDK objects the way each SDK does it
 (`construct_type`, no validation). Spans go to an SDK TracerProvider with no processor.
+
+A whole call (begin + deliver) is measured three ways: the span built on the caller's thread (an
+application's own tracer provider), the same plus metrics into an SDK MeterProvider (recorded on the
+background thread), and the end of the call handed to the background thread (thinkmeter's own
+provider: `instrument()` with no provider set). For the last two, "caller" is the calling thread's
+CPU and "all threads" the process CPU, the background thread's work included.
 """
 
 from __future__ import annotations
@@ -26,14 +32,17 @@ ANTHROPIC_MODEL = "claude-sonnet-4-5"
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
 
 
-def per_op_us(fn: Callable[[], Any], loops: int, repeat: int) -> float:
-    """Median over `repeat` runs of the CPU per call of fn, in microseconds."""
+def per_op_us(fn: Callable[[], Any], loops: int, repeat: int, clock: Callable[[], int] = time.thread_time_ns,
+              after: Callable[[], Any] = lambda: None) -> float:
+    """Median over `repeat` runs of the CPU per call of fn (calling thread, or `clock`), in microseconds;
+    `after` runs inside each timed run (e.g. waiting for a background thread)."""
     runs = []
     for _ in range(repeat):
-        start = time.thread_time_ns()
+        start = clock()
         for _ in range(loops):
             fn()
-        runs.append((time.thread_time_ns() - start) / loops / 1000)
+        after()
+        runs.append((clock() - start) / loops / 1000)
     return statistics.median(runs)
 
 
@@ -84,9 +93,12 @@ def main() -> None:
     from openai._models import construct_type as openai_construct
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
     from openai.types.responses import Response
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
 
     from thinkmeter.instrumentation._endpoints import EndpointResolver
+    from thinkmeter.instrumentation._stream import traced
     from thinkmeter.instrumentation._telemetry import Call, Telemetry, record_attributes
     from thinkmeter.instrumentation.anthropic_messages import MessagesStreamAccumulator, MessagesSurface, read_message
     from thinkmeter.instrumentation.bedrock_runtime import ConverseStreamAccumulator, InvokeStreamAccumulator, Modeled
@@ -95,7 +107,10 @@ def main() -> None:
     from thinkmeter.pricing import PriceTable
     from thinkmeter.schemas.record import CallRecord
 
-    telemetry = Telemetry(TracerProvider(), None, PriceTable.load())
+    prices = PriceTable.load()
+    telemetry = Telemetry(TracerProvider(), None, prices)
+    metered = Telemetry(TracerProvider(), MeterProvider(metric_readers=[InMemoryMetricReader()]), prices)
+    background = Telemetry(TracerProvider(), None, prices, background=True)
     resolver = EndpointResolver()
     oa = openai.OpenAI(api_key="sk-bench", base_url="https://api.openai.com/v1")
     an = anthropic.Anthropic(api_key="sk-bench")
@@ -107,8 +122,12 @@ def main() -> None:
         _payloads.anthropic_stream(ANTHROPIC_MODEL, 400), lambda d: anthropic_construct(type_=RawMessageStreamEvent, value=d)
     )
     chat = ChatSurface(telemetry, resolver)
+    chat_metered = ChatSurface(metered, resolver)
+    chat_background = ChatSurface(background, resolver)
     responses = ResponsesSurface(telemetry, resolver)
+    responses_background = ResponsesSurface(background, resolver)
     messages = MessagesSurface(telemetry, resolver)
+    messages_background = MessagesSurface(background, resolver)
 
     def record() -> CallRecord:
         return CallRecord(operation="chat", provider="openai", request_model=MODEL, stream=False)
@@ -118,22 +137,47 @@ def main() -> None:
     call = Call(telemetry, finished)
     call.finish()  # prices it: the span below carries every attribute a priced chat call has
 
-    def chat_call() -> None:
+    def chat_call(surface: ChatSurface = chat) -> None:
         kwargs = {"model": MODEL, "messages": MESSAGES}
-        chat.deliver(chat.begin(oa.chat.completions, kwargs), completion, kwargs, False)
+        surface.deliver(surface.begin(oa.chat.completions, kwargs), completion, kwargs, False)
 
-    def responses_call() -> None:
+    def responses_call(surface: ResponsesSurface = responses) -> None:
         kwargs = {"model": MODEL, "input": "What is 2 + 2?"}
-        responses.deliver(responses.begin(oa.responses, kwargs), response, kwargs, False)
+        surface.deliver(surface.begin(oa.responses, kwargs), response, kwargs, False)
 
-    def anthropic_call() -> None:
+    def anthropic_call(surface: MessagesSurface = messages) -> None:
         kwargs = {"model": ANTHROPIC_MODEL, "max_tokens": 1024, "messages": MESSAGES}
-        messages.deliver(messages.begin(an.messages, kwargs), message, kwargs, False)
+        surface.deliver(surface.begin(an.messages, kwargs), message, kwargs, False)
+
+    def in_background(call: Callable[[Any], None], surface: Any) -> list[tuple[str, float]]:
+        """Caller's thread and all threads, for a call whose end (or its metrics) goes to the background thread."""
+        drain = lambda: surface.telemetry.background.drain(60)  # noqa: E731
+        return [
+            ("  caller", per_op_us(lambda: call(surface), loops, repeat, after=drain)),
+            ("  all threads", per_op_us(lambda: call(surface), loops, repeat, clock=time.process_time_ns, after=drain)),
+        ]
 
     def chat_stream() -> None:
         accumulator = ChatStreamAccumulator(Call(telemetry, record()))
         for chunk in chunks:
             accumulator.on_item(chunk)
+
+    def plain_stream(items: list[Any]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in iter(items):
+                pass
+
+        return run
+
+    def proxied_stream(items: list[Any], accumulator: Callable[[Call], Any]) -> Callable[[], None]:
+        """What the caller's `for chunk in stream` runs: the proxy, then the accumulator; the call ends
+        at exhaustion (once per stream, on the background thread)."""
+
+        def run() -> None:
+            for _ in traced(iter(items), accumulator(Call(background, record())), False):
+                pass
+
+        return run
 
     def anthropic_stream() -> None:
         accumulator = MessagesStreamAccumulator(Call(telemetry, record()))
@@ -170,10 +214,22 @@ def main() -> None:
             per_op_us(lambda: telemetry.emit_span(finished, call.parent, call.start_ns, record_attributes(finished)), loops, repeat),
         ),
         ("chat call: begin + deliver", per_op_us(chat_call, loops, repeat)),
+        ("  + metrics (SDK MeterProvider):", None),
+        *in_background(chat_call, chat_metered),
+        ("  span in the background:", None),
+        *in_background(chat_call, chat_background),
         ("Responses call: begin + deliver", per_op_us(responses_call, loops, repeat)),
+        ("  span in the background:", None),
+        *in_background(responses_call, responses_background),
         ("Anthropic call: begin + deliver", per_op_us(anthropic_call, loops, repeat)),
-        ("chat stream, per chunk", per_op_us(chat_stream, 20, repeat) / len(chunks)),
+        ("  span in the background:", None),
+        *in_background(anthropic_call, messages_background),
+        ("chat stream, accumulator per chunk", per_op_us(chat_stream, 20, repeat) / len(chunks)),
         ("Anthropic stream, per event", per_op_us(anthropic_stream, 20, repeat) / len(events)),
+        ("chat stream, per chunk: plain loop", per_op_us(plain_stream(chunks), 20, repeat) / len(chunks)),
+        ("  through the proxy", per_op_us(proxied_stream(chunks, ChatStreamAccumulator), 20, repeat) / len(chunks)),
+        ("Anthropic stream, per event: plain", per_op_us(plain_stream(events), 20, repeat) / len(events)),
+        ("  through the proxy", per_op_us(proxied_stream(events, MessagesStreamAccumulator), 20, repeat) / len(events)),
         ("Bedrock Converse stream, per event", per_op_us(converse_stream, 20, repeat) / len(converse_events)),
         ("Bedrock InvokeModel stream (Claude), per chunk", per_op_us(invoke_stream, 20, repeat) / len(invoke_chunks)),
         ("  botocore's own decoding of that chunk (plain)", per_op_us(botocore_invoke_stream, 20, repeat) / len(invoke_chunks)),
@@ -201,7 +257,7 @@ def main() -> None:
     attributes = len(record_attributes(finished))
     print(f"thinkmeter hot path, CPU per operation (median of {repeat} runs); span with {attributes} attributes")
     for name, us in figures:
-        print(f"  {name:<48}{us:8.2f} us")
+        print(f"  {name:<48}" + ("" if us is None else f"{us:8.2f} us"))
 
 
 if __name__ == "__main__":

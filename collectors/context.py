@@ -10,9 +10,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from thinkmeter.collectors.engines import EngineSnapshot
-from thinkmeter.collectors.gpu import GpuSnapshot
 from thinkmeter.schemas.semconv import (
     ENGINE_KV_CACHE_LAYOUT as KV_CACHE_LAYOUT,
     ENGINE_KV_CACHE_USAGE as KV_CACHE_USAGE,
@@ -21,6 +20,10 @@ from thinkmeter.schemas.semconv import (
     GPU_MEMORY_USED_BYTES,
     GPU_UTILIZATION,
 )
+
+if TYPE_CHECKING:  # the instrumentation reads this module on every call: it loads no collector
+    from thinkmeter.collectors.engines import EngineSnapshot
+    from thinkmeter.collectors.gpu import GpuSnapshot
 
 _LOCAL_HOSTS = frozenset({"localhost", "::1", "0.0.0.0", "::", socket.gethostname().lower()})
 

@@ -1,14 +1,21 @@
-"""SDK instrumentations. Each module named in INSTRUMENTORS patches one SDK when it is installed."""
+"""SDK instrumentations. Each module named in INSTRUMENTORS patches one SDK when it is installed.
+
+Importing this package loads nothing else: `import thinkmeter` (for `tags`) goes through it, and the
+OTel SDK, wrapt and the patch modules are loaded by `instrument()` only.
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+from typing import TYPE_CHECKING
 
-from thinkmeter.instrumentation._endpoints import EndpointResolver
-from thinkmeter.instrumentation._patch import Patcher
 from thinkmeter.instrumentation._safety import log_once
-from thinkmeter.instrumentation._telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from thinkmeter.instrumentation._endpoints import EndpointResolver
+    from thinkmeter.instrumentation._patch import Patcher
+    from thinkmeter.instrumentation._telemetry import Telemetry
 
 # SDK import name -> instrumentation module
 INSTRUMENTORS = {

@@ -6,7 +6,7 @@ import functools
 import time
 from collections.abc import Callable, Mapping
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -14,6 +14,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from thinkmeter._version import __version__
+from thinkmeter.instrumentation._background import Background
 from thinkmeter.instrumentation._content import ContentCapture
 from thinkmeter.instrumentation._safety import log_once
 from thinkmeter.instrumentation._tags import current_tag_attributes
@@ -59,14 +60,27 @@ class Telemetry:
         capture_content: ContentCapture | None = None,
         request_context: RequestContext | None = None,
         budgets: Budgets | None = None,
+        background: bool = False,
     ) -> None:
+        """`meter_provider`: where the GenAI client metrics go; None records none. The store has every
+        figure the metrics carry, so recording them per call (several microseconds on the caller's thread
+        with an SDK MeterProvider) is only worth it for someone who reads them.
+        `background`: end calls (attributes, span, metrics) on a background thread, for a tracer provider
+        whose span processors are thinkmeter's own. Otherwise the span is made on the caller's thread
+        (an application's processors expect it when the call ends) and only metrics, which aggregate,
+        are recorded in the background. `self.background.drain()` waits for what is pending."""
         self.tracer = trace.get_tracer("thinkmeter", __version__, tracer_provider)
-        meter = metrics.get_meter("thinkmeter", __version__, meter_provider)
         self.prices = prices
         self.capture_content = capture_content
         self.request_context = request_context
         self.budgets = budgets
         self.tokenizer = EngineTokenizer()
+        self.records_metrics = meter_provider is not None
+        self.spans_in_background = background
+        self.background = Background("thinkmeter-calls") if background or self.records_metrics else None
+        if meter_provider is None:
+            return
+        meter = metrics.get_meter("thinkmeter", __version__, meter_provider)
         self._token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE,
             unit="{token}",
@@ -113,22 +127,58 @@ class Telemetry:
         task: TaskState | None,
         end_ns: int | None = None,
     ) -> None:
+        """End a call: its span and metrics are made here, or on the background thread when there is one."""
         if error is not None and record.error_type is None:
             record.error_type = type(error).__qualname__
-        usage = record.usage
-        if record.cost_usd is None:
-            cost = self._cost(record)
-            if cost is not None:
-                record.cost_usd, record.reasoning_cost_usd = cost.total_usd, cost.reasoning_usd
-                record.cost_source = "price_table"
-            elif usage.output_tokens is not None:
-                record.cost_source = "unknown_price"
-        attrs = record_attributes(record)
-        attrs.update(tags)
-        if task is not None:
-            task.add(record)
-        self._record_metrics(record, duration_s)
-        self.emit_span(record, parent, start_ns, attrs, end_ns)
+        try:
+            # Priced here, not on the background thread: the task's totals must hold this call before
+            # its block can end (pricing is a dictionary lookup and a few multiplications).
+            self._price(record)
+            if task is not None:
+                task.add(record)
+        finally:
+            self._end(EndedCall(record, parent, start_ns, duration_s, end_ns, tags))
+
+    def _end(self, ended: EndedCall) -> None:
+        background = self.background
+        if background is not None:
+            if self.spans_in_background:
+                if background.submit(self.end_call, ended):
+                    return
+            elif background.submit(self.record_metrics, ended):
+                self.emit_call_span(ended)
+                return
+        self.end_call(ended)
+
+    def end_call(self, ended: EndedCall) -> None:
+        """Emit the call's span and record its metrics."""
+        try:
+            self.emit_call_span(ended)
+        finally:
+            if self.records_metrics:
+                self.record_metrics(ended)
+
+    def emit_call_span(self, ended: EndedCall) -> None:
+        record = ended.record
+        try:
+            attrs = record_attributes(record)
+            attrs.update(ended.tags)
+        except Exception:
+            # Figures that cannot be read must not cost the call its span.
+            attrs = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
+            self.emit_span(record, ended.parent, ended.start_ns, attrs, ended.end_ns)
+            raise
+        self.emit_span(record, ended.parent, ended.start_ns, attrs, ended.end_ns)
+
+    def _price(self, record: CallRecord) -> None:
+        if record.cost_usd is not None:
+            return
+        cost = self._cost(record)
+        if cost is not None:
+            record.cost_usd, record.reasoning_cost_usd = cost.total_usd, cost.reasoning_usd
+            record.cost_source = "price_table"
+        elif record.usage.output_tokens is not None:
+            record.cost_source = "unknown_price"
 
     def _cost(self, record: CallRecord) -> Cost | None:
         model = record.response_model or record.request_model
@@ -143,7 +193,8 @@ class Telemetry:
             reasoning += cost.reasoning_usd or 0.0
         return Cost(total, reasoning if record.usage.reasoning_tokens is not None else None)
 
-    def _record_metrics(self, record: CallRecord, duration_s: float) -> None:
+    def record_metrics(self, ended: EndedCall) -> None:
+        record, duration_s = ended.record, ended.duration_s
         dims: dict[str, Any] = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
         if record.request_model:
             dims[sc.REQUEST_MODEL] = record.request_model
@@ -159,6 +210,17 @@ class Telemetry:
             self._token_usage.record(usage.input_tokens, {**dims, sc.TOKEN_TYPE: "input"})
         if usage.output_tokens is not None:
             self._token_usage.record(usage.output_tokens, {**dims, sc.TOKEN_TYPE: "output"})
+
+
+class EndedCall(NamedTuple):
+    """What ending a call needs, read on the caller's thread."""
+
+    record: CallRecord
+    parent: Context
+    start_ns: int
+    duration_s: float
+    end_ns: int | None
+    tags: dict[str, str]
 
 
 class Call:
@@ -244,12 +306,8 @@ class Call:
                 self._set_stream_timings()
             if self.meter is not None:
                 self.meter.settle(record)
+        finally:  # timings that cannot be read must not cost the call its span
             self.telemetry.finish(record, self.parent, self.start_ns, duration, error, self.tags, self.task, end_ns)
-        except Exception:
-            # Figures that cannot be read must not cost the call its span.
-            attrs = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
-            self.telemetry.emit_span(record, self.parent, self.start_ns, attrs, end_ns)
-            raise
 
     def _set_stream_timings(self) -> None:
         record, started = self.record, self.started

@@ -32,7 +32,11 @@ def known_text(value: Any) -> str | None:
 
 def count(source: Any, name: str) -> int | None:
     """A reported count; None (unknown) when it cannot be one: not an int, negative, or past Int64."""
-    value = field(source, name)
+    return as_count(field(source, name))
+
+
+def as_count(value: Any) -> int | None:
+    """A count (reported, or asked for in a request); None when it cannot be one."""
     return value if type(value) is int and 0 <= value < 2**63 else None
 
 

@@ -17,7 +17,7 @@ from thinkmeter.instrumentation._safety import dont_throw, log_once
 from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode, start_call
 from thinkmeter.instrumentation._stream import finish_stream, traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
-from thinkmeter.instrumentation._values import field, known_text
+from thinkmeter.instrumentation._values import as_count, field, known_text
 from thinkmeter.instrumentation.anthropic_usage import THINKING_BLOCKS, input_tokens, read_anthropic_usage
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord
@@ -41,11 +41,11 @@ class MessagesSurface:
         record = CallRecord(
             operation="chat",
             provider="",
-            request_model=given(kwargs.get("model")),
+            request_model=known_text(given(kwargs.get("model"))),
             stream=bool(given(kwargs.get("stream"))),
-            max_tokens=given(kwargs.get("max_tokens")),
-            reasoning_level=_option(kwargs.get("output_config"), "effort"),
-            thinking_budget_tokens=budget,
+            max_tokens=as_count(given(kwargs.get("max_tokens"))),
+            reasoning_level=known_text(_option(kwargs.get("output_config"), "effort")),
+            thinking_budget_tokens=as_count(budget),
         )
         content = self.telemetry.capture_content
         messages, system = given(kwargs.get("messages")), given(kwargs.get("system"))

@@ -14,7 +14,7 @@ from thinkmeter.instrumentation._content import capture, capture_output, streame
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._stream import record_reply_identity, traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
-from thinkmeter.instrumentation._values import field, known_text
+from thinkmeter.instrumentation._values import as_count, field, known_text
 from thinkmeter.instrumentation.gemini_content import answer_parts, input_messages
 from thinkmeter.instrumentation.gemini_usage import gemini_usage
 from thinkmeter.schemas import semconv as sc
@@ -48,12 +48,12 @@ class GenerateContentSurface:
         record = CallRecord(
             operation=OPERATION,
             **endpoint.record_fields(),
-            request_model=kwargs.get("model"),
+            request_model=known_text(kwargs.get("model")),
             stream=self.stream,
-            max_tokens=field(config, "max_output_tokens"),
+            max_tokens=as_count(field(config, "max_output_tokens")),
             reasoning_level=None if level == "thinking_level_unspecified" else level,
             # -1 asks for a dynamic budget: no number to record.
-            thinking_budget_tokens=budget if isinstance(budget, int) and budget >= 0 else None,
+            thinking_budget_tokens=as_count(budget),
         )
         content = self.telemetry.capture_content
         if content is not None:

@@ -15,6 +15,7 @@ from thinkmeter.instrumentation._estimate import estimate_reasoning_from_text
 from thinkmeter.instrumentation._patch import Patcher, async_wrapper, by_keyword, sync_wrapper
 from thinkmeter.instrumentation._stream import traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
+from thinkmeter.instrumentation._values import as_count, known_text
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord, Source, Usage
 
@@ -50,7 +51,7 @@ class OllamaSurface:
             operation=self.operation,
             provider=PROVIDER,
             engine=PROVIDER,
-            request_model=kwargs.get("model") or None,
+            request_model=known_text(kwargs.get("model")) or None,
             stream=bool(kwargs.get("stream")),
             max_tokens=_num_predict(kwargs.get("options")),
             # think=True only switches thinking on; gpt-oss takes a level ("low", "medium", "high").
@@ -71,7 +72,7 @@ class OllamaSurface:
 def _num_predict(options: Any) -> int | None:
     """options.num_predict (a dict or an ollama.Options); negative means no limit."""
     value = options.get("num_predict") if isinstance(options, dict) else getattr(options, "num_predict", None)
-    return value if isinstance(value, int) and value >= 0 else None
+    return as_count(value)
 
 
 def _thinking(part: Any) -> str | None:

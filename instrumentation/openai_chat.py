@@ -13,7 +13,7 @@ from thinkmeter.instrumentation._patch import given
 from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode, start_call
 from thinkmeter.instrumentation._stream import HOLD, record_reply_identity, traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
-from thinkmeter.instrumentation._values import field, known_text
+from thinkmeter.instrumentation._values import as_count, field, known_text
 from thinkmeter.instrumentation.openai_usage import ChatFlavour, read_chat_usage, reasoning_text
 from thinkmeter.schemas.record import CallRecord
 
@@ -32,10 +32,10 @@ class ChatSurface:
         record = CallRecord(
             operation="chat",
             provider="",
-            request_model=given(kwargs.get("model")),
+            request_model=known_text(given(kwargs.get("model"))),
             stream=stream,
-            max_tokens=given(kwargs.get("max_completion_tokens")) or given(kwargs.get("max_tokens")),
-            reasoning_level=given(kwargs.get("reasoning_effort")),
+            max_tokens=as_count(given(kwargs.get("max_completion_tokens")) or given(kwargs.get("max_tokens"))),
+            reasoning_level=known_text(given(kwargs.get("reasoning_effort"))),
         )
         capture_input(self.telemetry.capture_content, record, given(kwargs.get("messages")))
         call = start_call(self.telemetry, self.resolver, instance, record)

@@ -13,7 +13,7 @@ from thinkmeter.instrumentation._patch import given
 from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode, start_call
 from thinkmeter.instrumentation._stream import traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
-from thinkmeter.instrumentation._values import field, known_text
+from thinkmeter.instrumentation._values import as_count, field, known_text
 from thinkmeter.instrumentation._estimate import estimate_missing_reasoning
 from thinkmeter.instrumentation.openai_usage import read_llama_cpp_timings, read_reported_cost, responses_usage
 from thinkmeter.schemas.record import CallRecord
@@ -41,10 +41,10 @@ class ResponsesSurface:
         record = CallRecord(
             operation="chat",
             provider="",
-            request_model=given(kwargs.get("model")),
+            request_model=known_text(given(kwargs.get("model"))),
             stream=bool(given(kwargs.get("stream"))),
-            max_tokens=given(kwargs.get("max_output_tokens")),
-            reasoning_level=reasoning.get("effort") if isinstance(reasoning, dict) else None,
+            max_tokens=as_count(given(kwargs.get("max_output_tokens"))),
+            reasoning_level=known_text(reasoning.get("effort")) if isinstance(reasoning, dict) else None,
         )
         capture_input(self.telemetry.capture_content, record, given(kwargs.get("input")), given(kwargs.get("instructions")))
         return start_call(self.telemetry, self.resolver, instance, record)

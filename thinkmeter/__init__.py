@@ -68,6 +68,8 @@ def instrument(
     global one, creating an SDK TracerProvider (honouring OTEL_SERVICE_NAME) only if none is set.
     `exporter`: "clickhouse" (default: embedded chDB under data_dir, or `clickhouse_url`),
     "otlp" (OTEL_EXPORTER_OTLP_* variables) or "none" (your provider exports).
+    GenAI client metrics (token usage, duration, time to first chunk) go to `meter_provider`, or with
+    exporter="otlp" to the global meter provider; otherwise none are recorded (the store has every figure).
     `providers` maps "host" or "host:port" of a base URL to a provider name (e.g. {"gpu-box:8000": "vllm"}).
     `capture_content` records prompts and completions (off by default); `redact` (str -> str) runs on
     every text first and `content_max_chars` bounds each of the two attributes.
@@ -139,6 +141,7 @@ def _instrument_locked(
     settings = Settings.from_env(**options)
     prices = PriceTable.load(settings.price_file)  # a bad price file stops here, before anything is set up
     budgets = _budgets(settings, prices)  # and so does a bad budget policy
+    own_provider = False
     collect = None
     if collect_gpu is not None or engines is not None or any(name.startswith("THINKMETER_COLLECT_") for name in os.environ):
         from thinkmeter.collectors.config import CollectConfig
@@ -149,6 +152,7 @@ def _instrument_locked(
         if isinstance(tracer_provider, ProxyTracerProvider):  # nobody set one: ours becomes global
             tracer_provider = TracerProvider()
             trace.set_tracer_provider(tracer_provider)
+            own_provider = True
     if settings.exporter != "none":
         from thinkmeter.export import build_span_processor
 
@@ -162,6 +166,10 @@ def _instrument_locked(
         _state.processor = processor
         atexit.register(flush)
     content = ContentCapture(settings.content_max_chars, settings.redact) if settings.capture_content else None
+    if meter_provider is None and settings.exporter == "otlp":
+        from opentelemetry import metrics
+
+        meter_provider = metrics.get_meter_provider()  # OTLP users read metrics where they read spans
     request_context = None
     if collect is not None and (collect.gpu or collect.engines):
         from thinkmeter.collectors.context import engine_context_attributes
@@ -176,9 +184,19 @@ def _instrument_locked(
         atexit.register(_state.collectors.stop)
         # Calls to the watched engines carry the pressure these collectors last saw.
         request_context = engine_context_attributes
+    # Spans that only thinkmeter's exporter reads are built off the caller's thread; an application's
+    # own provider gets each span on the caller's thread as the call ends, as its processors expect.
+    background = own_provider and settings.exporter != "none"
     telemetry = Telemetry(
-        tracer_provider, meter_provider, prices, capture_content=content, request_context=request_context, budgets=budgets
+        tracer_provider,
+        meter_provider,
+        prices,
+        capture_content=content,
+        request_context=request_context,
+        budgets=budgets,
+        background=background,
     )
+    _state.telemetry = telemetry
     use_tracer(telemetry.tracer)  # task and outcome spans
     patcher = Patcher()
     _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
@@ -219,16 +237,21 @@ def uninstrument() -> None:
         collectors.stop()
     if telemetry is not None:
         telemetry.tokenizer.drain(10.0)
+        if telemetry.background is not None:
+            telemetry.background.close(10.0)
     if processor is not None:
         processor.shutdown()
 
 
 def flush(timeout_s: float = 10.0) -> bool:
     """Export every finished span now (bounded by timeout_s); True when all were written. Calls whose
-    reasoning an engine's tokenizer is still counting are waited for first."""
+    reasoning an engine's tokenizer is still counting are waited for first, then the calls whose span
+    or metrics the background thread has not made yet."""
     deadline = time.monotonic() + timeout_s
     telemetry = _state.telemetry
     drained = telemetry is None or telemetry.tokenizer.drain(timeout_s)
+    if telemetry is not None and telemetry.background is not None:
+        drained = telemetry.background.drain(max(0.0, deadline - time.monotonic())) and drained
     processor = _state.processor
     if processor is None:
         return drained
