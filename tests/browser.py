@@ -55,10 +55,10 @@ def console_errors(driver: Any) -> list[dict[str, Any]]:
 
 def screenshot(driver: Any, name: str) -> Path:
     """The whole page (the window grown to the document's height), kept under test-artifacts/."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return document.documentElement.scrollHeight")
     width = driver.get_window_size()["width"]
     driver.set_window_size(width, min(max(height, 600), 8000))
-    path = ARTIFACTS / f"{name}.png"
-    driver.save_screenshot(str(path))
+    assert driver.save_screenshot(str(path)), f"could not write {path}"
     return path

@@ -190,7 +190,7 @@
     return {
       traces: [{ type: "heatmap", x: times, y: buckets.map((b) => "≤ " + compact(Number(b))), z: z, colorscale: "Oranges",
                  reversescale: false, hovertemplate: "%{x}<br>reasoning %{y}: %{z} calls<extra></extra>" }],
-      layout: { xaxis: { type: "date", range: range }, yaxis: { type: "category", title: { text: "reasoning tokens" } } },
+      layout: { xaxis: { type: "date", range: range }, yaxis: { type: "category", automargin: true } },
     };
   }
 
@@ -198,14 +198,22 @@
     const div = el("div", { class: "chart" });
     body.append(div);
     const layout = Object.assign({
-      margin: { l: 56, r: 56, t: 8, b: 8 }, height: 300, showlegend: true,
-      legend: { orientation: "h", yanchor: "top", y: -0.12, font: { size: 11 } },
+      margin: { l: 56, r: 56, t: 8, b: 36 }, height: 260, showlegend: false,
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", colorway: COLORS,
       font: { family: "system-ui, sans-serif", size: 11, color: "#1f2937" },
     }, figure.layout);
-    layout.xaxis = Object.assign({ gridcolor: "#e5e7eb", automargin: true }, layout.xaxis);
     if (layout.yaxis) layout.yaxis.gridcolor = "#e5e7eb";
+    layout.xaxis = Object.assign({ gridcolor: "#e5e7eb", automargin: true }, layout.xaxis);
+    if (layout.xaxis.type === "date" && layout.xaxis.range) {
+      const days = (Date.parse(layout.xaxis.range[1].replace(" ", "T")) - Date.parse(layout.xaxis.range[0].replace(" ", "T"))) / 864e5;
+      layout.xaxis.tickformat = days > 2 ? "%b %d" : "%H:%M";
+    }
     Plotly.newPlot(div, figure.traces, layout, { displayModeBar: false, responsive: true });
+    // A legend that wraps with the panel's width (plotly's scrolls once it has many entries).
+    if (figure.traces.length > 1 && !figure.traces[0].z) {
+      body.append(el("ul", { class: "legend" }, ...figure.traces.map((trace, i) =>
+        el("li", {}, el("span", { class: "swatch", style: "background:" + COLORS[i % COLORS.length] }), trace.name))));
+    }
     return figure.traces.reduce((n, trace) => n + (trace.z ? trace.z.flat().filter((v) => v > 0).length : (trace.x || trace.y).length), 0);
   }
 
