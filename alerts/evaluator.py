@@ -20,26 +20,13 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from thinkmeter.alerts.rules import Rule, render_text
-from thinkmeter.dashboards.macros import TimeRange, expand_alert_query
+from thinkmeter.schemas.grafana_sql import TimeRange, expand_alert_query
 from thinkmeter.schemas.ddl import quote_identifier
+from thinkmeter.schemas.tables import ALERT_EVENTS
 
 log = logging.getLogger(__name__)
 
-EVENTS_TABLE = "thinkmeter_alert_events"
-_EVENT_COLUMNS = (
-    ("event_time", "DateTime64(3)"),
-    ("rule_uid", "LowCardinality(String)"),
-    ("rule_title", "LowCardinality(String)"),
-    ("severity", "LowCardinality(String)"),
-    ("fingerprint", "String"),
-    ("state", "LowCardinality(String)"),
-    ("labels", "Map(LowCardinality(String), String)"),
-    ("value", "Nullable(Float64)"),
-    ("threshold", "Float64"),
-    ("summary", "String"),
-    ("description", "String"),
-    ("started_at", "DateTime64(3)"),
-)
+EVENTS_TABLE = ALERT_EVENTS.name
 
 
 @dataclass(frozen=True)
@@ -167,8 +154,8 @@ class Evaluator:
                 EVENTS_TABLE,
                 rows,
                 database=self.database,
-                column_names=[name for name, _ in _EVENT_COLUMNS],
-                column_type_names=[type_name for _, type_name in _EVENT_COLUMNS],
+                column_names=ALERT_EVENTS.column_names,
+                column_type_names=ALERT_EVENTS.column_types,
             )
 
     def _load_active(self, client: Client) -> dict[str, Alert]:

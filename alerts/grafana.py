@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from thinkmeter.alerts.rules import GROUP_INTERVALS_S, Rule, grafana_template
-from thinkmeter.dashboards.model import DATASOURCE_UID
+from thinkmeter.schemas.grafana_sql import DATASOURCE_UID
 
 FOLDER_UID = "thinkmeter"
 FOLDER_TITLE = "thinkmeter"

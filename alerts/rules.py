@@ -17,10 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-ENGINE_KV_CACHE_USAGE = "thinkmeter.engine.kv_cache.usage"
-ENGINE_REQUESTS_WAITING = "thinkmeter.engine.requests.waiting"
-ENGINE_PREEMPTIONS = "thinkmeter.engine.preemptions"
-GPU_MEMORY_UTILIZATION = "hw.gpu.memory.utilization"
+from thinkmeter.schemas import semconv as sc
+
 
 
 class Quota(BaseModel):
@@ -240,19 +238,19 @@ def _kv_saturation(s: AlertSettings) -> Rule:
 FROM (
     SELECT concat(Attributes['server.address'], ':', Attributes['server.port']) AS server,
            Attributes['thinkmeter.engine'] AS engine,
-           avgIf(Value, MetricName = '{ENGINE_KV_CACHE_USAGE}') AS usage,
-           argMaxIf(Value, TimeUnix, MetricName = '{ENGINE_REQUESTS_WAITING}')
-             - argMinIf(Value, TimeUnix, MetricName = '{ENGINE_REQUESTS_WAITING}') AS queue_growth
+           avgIf(Value, MetricName = '{sc.METRIC_ENGINE_KV_CACHE_USAGE}') AS usage,
+           argMaxIf(Value, TimeUnix, MetricName = '{sc.METRIC_ENGINE_REQUESTS_WAITING}')
+             - argMinIf(Value, TimeUnix, MetricName = '{sc.METRIC_ENGINE_REQUESTS_WAITING}') AS queue_growth
     FROM otel_metrics_gauge
-    WHERE $__timeFilter(TimeUnix) AND MetricName IN ('{ENGINE_KV_CACHE_USAGE}', '{ENGINE_REQUESTS_WAITING}')
+    WHERE $__timeFilter(TimeUnix) AND MetricName IN ('{sc.METRIC_ENGINE_KV_CACHE_USAGE}', '{sc.METRIC_ENGINE_REQUESTS_WAITING}')
     GROUP BY server, engine
-    HAVING countIf(MetricName = '{ENGINE_KV_CACHE_USAGE}') > 0
+    HAVING countIf(MetricName = '{sc.METRIC_ENGINE_KV_CACHE_USAGE}') > 0
 ) AS kv
 LEFT JOIN (
     SELECT concat(Attributes['server.address'], ':', Attributes['server.port']) AS server,
            sum(Value) AS preemptions
     FROM otel_metrics_sum
-    WHERE $__timeFilter(TimeUnix) AND MetricName = '{ENGINE_PREEMPTIONS}'
+    WHERE $__timeFilter(TimeUnix) AND MetricName = '{sc.METRIC_ENGINE_PREEMPTIONS}'
     GROUP BY server
 ) AS pre ON kv.server = pre.server"""
     return Rule(
@@ -274,7 +272,7 @@ def _gpu_memory(s: AlertSettings) -> Rule:
     sql = f"""SELECT ResourceAttributes['host.name'] AS host, Attributes['hw.name'] AS gpu, Attributes['hw.id'] AS gpu_id,
        avg(Value) AS value
 FROM otel_metrics_gauge
-WHERE $__timeFilter(TimeUnix) AND MetricName = '{GPU_MEMORY_UTILIZATION}'
+WHERE $__timeFilter(TimeUnix) AND MetricName = '{sc.METRIC_HW_GPU_MEMORY_UTILIZATION}'
 GROUP BY host, gpu, gpu_id"""
     return Rule(
         uid="thinkmeter-gpu-memory-pressure",

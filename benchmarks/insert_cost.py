@@ -20,12 +20,8 @@ from export_throughput import realistic_spans
 
 from thinkmeter.config import Settings
 from thinkmeter.export import spans_to_columns
-from thinkmeter.spool import (
-    TRACE_COLUMN_NAMES,
-    TRACE_COLUMN_TYPES,
-    insert_batch,
-    new_batch_id,
-)
+from thinkmeter.schemas.tables import TRACES
+from thinkmeter.spool import TRACE_COLUMN_NAMES, insert_batch, new_batch_id
 from thinkmeter.store import embedded_store, ensure_schema
 
 
@@ -50,7 +46,7 @@ def main() -> None:
 
     def plain_insert(client, table: str) -> Callable[[], object]:
         return lambda: client.insert(
-            table, data, column_names=TRACE_COLUMN_NAMES, column_type_names=TRACE_COLUMN_TYPES, column_oriented=True
+            table, data, column_names=TRACE_COLUMN_NAMES, column_type_names=TRACES.column_types, column_oriented=True
         )
 
     try:

@@ -187,7 +187,7 @@ def backfill_rollups(client: Any) -> None:
 
 def dashboard_queries() -> Iterator[tuple[str, str, Any]]:
     """(name, sql, variables) of every panel query of every Dashboard defined in thinkmeter.dashboards."""
-    from thinkmeter.dashboards.macros import ALL, Variable
+    from thinkmeter.schemas.grafana_sql import ALL, Variable
     from thinkmeter.dashboards.model import CustomVariable, Dashboard, QueryVariable
 
     from thinkmeter import dashboards
@@ -246,7 +246,7 @@ def time_query(client: Any, sql: str, repeat: int) -> tuple[float, float, int]:
 
 
 def run_queries(client: Any, repeat: int, only: str = "", ranges: tuple[str, ...] = tuple(RANGES_S)) -> None:
-    from thinkmeter.dashboards.macros import (
+    from thinkmeter.schemas.grafana_sql import (
         TimeRange,
         expand_alert_query,
         expand_panel_query,

@@ -1,4 +1,5 @@
-"""Engine and GPU snapshots as OTel metric points: the metric names, units and attributes thinkmeter emits.
+"""Engine and GPU snapshots as OTel metric points: the units and attributes thinkmeter emits (names in
+schemas/semconv.py).
 
 GPU metrics use the OTel hardware conventions (`hw.gpu.*`, and `hw.power` / `hw.energy` with
 `hw.type=gpu`), with the instrument kinds they define: memory usage and limit are UpDownCounters, so
@@ -14,46 +15,6 @@ from thinkmeter.collectors.gpu import GpuDevice, GpuSnapshot
 from thinkmeter.collectors.points import Gauge, Histogram, MetricPoint, Sum, Temporality
 from thinkmeter.schemas import semconv as sc
 
-# Engine metrics
-ENGINE_UP = "thinkmeter.engine.up"
-ENGINE_KV_CACHE_USAGE = "thinkmeter.engine.kv_cache.usage"
-ENGINE_KV_CACHE_CAPACITY = "thinkmeter.engine.kv_cache.capacity"
-ENGINE_REQUESTS_RUNNING = "thinkmeter.engine.requests.running"
-ENGINE_REQUESTS_WAITING = "thinkmeter.engine.requests.waiting"
-ENGINE_PREEMPTIONS = "thinkmeter.engine.preemptions"
-ENGINE_PREFIX_CACHE_HIT_RATE = "thinkmeter.engine.prefix_cache.hit_rate"
-ENGINE_GENERATION_TOKENS_RATE = "thinkmeter.engine.generation_tokens.rate"
-ENGINE_TIME_TO_FIRST_TOKEN = "thinkmeter.engine.time_to_first_token"
-ENGINE_INTER_TOKEN_LATENCY = "thinkmeter.engine.inter_token_latency"
-ENGINE_MODELS_LOADED = "thinkmeter.engine.models.loaded"
-ENGINE_MODEL_SIZE = "thinkmeter.engine.model.size"
-ENGINE_MODEL_SIZE_VRAM = "thinkmeter.engine.model.size_vram"
-ENGINE_MODEL_CONTEXT_LENGTH = "thinkmeter.engine.model.context_length"
-
-# GPU metrics
-HW_GPU_UTILIZATION = "hw.gpu.utilization"
-HW_GPU_MEMORY_USAGE = "hw.gpu.memory.usage"
-HW_GPU_MEMORY_LIMIT = "hw.gpu.memory.limit"
-HW_GPU_MEMORY_UTILIZATION = "hw.gpu.memory.utilization"
-HW_POWER = "hw.power"
-HW_ENERGY = "hw.energy"
-GPU_MEMORY_COPY_UTILIZATION = "thinkmeter.gpu.memory_copy.utilization"
-GPU_TEMPERATURE = "thinkmeter.gpu.temperature"
-GPU_SM_CLOCK = "thinkmeter.gpu.clock.sm"
-GPU_PROCESS_MEMORY_USAGE = "thinkmeter.gpu.process.memory.usage"
-
-# Attributes
-MODEL = sc.REQUEST_MODEL
-HW_ID = "hw.id"
-HW_TYPE = "hw.type"
-HW_NAME = "hw.name"
-HW_MODEL = "hw.model"
-HW_VENDOR = "hw.vendor"
-HW_PARENT = "hw.parent"
-HW_DRIVER_VERSION = "hw.driver_version"
-HW_GPU_TASK = "hw.gpu.task"
-PROCESS_PID = "process.pid"
-
 
 def engine_attributes(
     engine: str | None, server_address: str, server_port: int | None, model: str | None
@@ -64,14 +25,14 @@ def engine_attributes(
     if engine:
         attributes[sc.ENGINE] = engine
     if model:
-        attributes[MODEL] = model
+        attributes[sc.REQUEST_MODEL] = model
     return attributes
 
 
 def engine_down_points(attributes: dict[str, str], time_unix_nano: int) -> list[MetricPoint]:
     """What a failed scrape records: the server was not up."""
     return [
-        Gauge(ENGINE_UP, "1", "1 when the engine server answered the scrape, else 0", attributes, time_unix_nano, 0.0)
+        Gauge(sc.METRIC_ENGINE_UP, "1", "1 when the engine server answered the scrape, else 0", attributes, time_unix_nano, 0.0)
     ]
 
 
@@ -79,25 +40,25 @@ def engine_points(snapshot: EngineSnapshot) -> list[MetricPoint]:
     now = snapshot.time_unix_nano
     attributes = engine_attributes(snapshot.engine, snapshot.server_address, snapshot.server_port, snapshot.model)
     points: list[MetricPoint] = [
-        Gauge(ENGINE_UP, "1", "1 when the engine server answered the scrape, else 0", attributes, now, 1.0)
+        Gauge(sc.METRIC_ENGINE_UP, "1", "1 when the engine server answered the scrape, else 0", attributes, now, 1.0)
     ]
 
     def gauge(name: str, unit: str, description: str, value: float | None) -> None:
         if value is not None:
             points.append(Gauge(name, unit, description, attributes, now, float(value)))
 
-    gauge(ENGINE_KV_CACHE_USAGE, "1", "Fraction of the KV-cache pool held by running requests", snapshot.kv_cache_usage)
-    gauge(ENGINE_KV_CACHE_CAPACITY, "{token}", "KV-cache capacity in tokens", snapshot.kv_cache_capacity_tokens)
-    gauge(ENGINE_REQUESTS_RUNNING, "{request}", "Requests being processed", snapshot.requests_running)
-    gauge(ENGINE_REQUESTS_WAITING, "{request}", "Requests waiting to be scheduled", snapshot.requests_waiting)
+    gauge(sc.METRIC_ENGINE_KV_CACHE_USAGE, "1", "Fraction of the KV-cache pool held by running requests", snapshot.kv_cache_usage)
+    gauge(sc.METRIC_ENGINE_KV_CACHE_CAPACITY, "{token}", "KV-cache capacity in tokens", snapshot.kv_cache_capacity_tokens)
+    gauge(sc.METRIC_ENGINE_REQUESTS_RUNNING, "{request}", "Requests being processed", snapshot.requests_running)
+    gauge(sc.METRIC_ENGINE_REQUESTS_WAITING, "{request}", "Requests waiting to be scheduled", snapshot.requests_waiting)
     gauge(
-        ENGINE_PREFIX_CACHE_HIT_RATE,
+        sc.METRIC_ENGINE_PREFIX_CACHE_HIT_RATE,
         "1",
         "Prompt tokens served from the prefix cache / prompt tokens looked up, over the interval",
         snapshot.prefix_cache_hit_rate,
     )
     gauge(
-        ENGINE_GENERATION_TOKENS_RATE,
+        sc.METRIC_ENGINE_GENERATION_TOKENS_RATE,
         "{token}/s",
         "Generated tokens per second over the interval",
         snapshot.generation_tokens_rate,
@@ -106,7 +67,7 @@ def engine_points(snapshot: EngineSnapshot) -> list[MetricPoint]:
     if snapshot.preemptions is not None and start is not None:
         points.append(
             Sum(
-                ENGINE_PREEMPTIONS,
+                sc.METRIC_ENGINE_PREEMPTIONS,
                 "{preemption}",
                 "Requests preempted (KV cache exhausted) during the interval",
                 attributes,
@@ -119,12 +80,12 @@ def engine_points(snapshot: EngineSnapshot) -> list[MetricPoint]:
         )
     for name, description, delta in (
         (
-            ENGINE_TIME_TO_FIRST_TOKEN,
+            sc.METRIC_ENGINE_TIME_TO_FIRST_TOKEN,
             "Engine-side time from request arrival to first token",
             snapshot.time_to_first_token,
         ),
         (
-            ENGINE_INTER_TOKEN_LATENCY,
+            sc.METRIC_ENGINE_INTER_TOKEN_LATENCY,
             "Engine-side time between consecutive output tokens",
             snapshot.inter_token_latency,
         ),
@@ -133,14 +94,14 @@ def engine_points(snapshot: EngineSnapshot) -> list[MetricPoint]:
             points.append(_histogram(name, description, attributes, start, now, delta))
 
     if snapshot.engine == "ollama":
-        gauge(ENGINE_MODELS_LOADED, "{model}", "Models loaded in memory", len(snapshot.loaded_models))
+        gauge(sc.METRIC_ENGINE_MODELS_LOADED, "{model}", "Models loaded in memory", len(snapshot.loaded_models))
         for model in snapshot.loaded_models:
-            model_attributes = {**attributes, MODEL: model.name}
+            model_attributes = {**attributes, sc.REQUEST_MODEL: model.name}
             for name, unit, description, value in (
-                (ENGINE_MODEL_SIZE, "By", "Memory the loaded model takes", model.size_bytes),
-                (ENGINE_MODEL_SIZE_VRAM, "By", "GPU memory the loaded model takes", model.vram_bytes),
+                (sc.METRIC_ENGINE_MODEL_SIZE, "By", "Memory the loaded model takes", model.size_bytes),
+                (sc.METRIC_ENGINE_MODEL_SIZE_VRAM, "By", "GPU memory the loaded model takes", model.vram_bytes),
                 (
-                    ENGINE_MODEL_CONTEXT_LENGTH,
+                    sc.METRIC_ENGINE_MODEL_CONTEXT_LENGTH,
                     "{token}",
                     "Context length the model was loaded with",
                     model.context_length,
@@ -171,16 +132,16 @@ def _histogram(
 
 def gpu_attributes(device: GpuDevice, driver_version: str | None) -> dict[str, str]:
     attributes = {
-        HW_ID: device.uuid,
-        HW_TYPE: "gpu",
-        HW_NAME: device.hw_name,
-        HW_MODEL: device.name,
-        HW_VENDOR: "NVIDIA",
+        sc.HW_ID: device.uuid,
+        sc.HW_TYPE: "gpu",
+        sc.HW_NAME: device.hw_name,
+        sc.HW_MODEL: device.name,
+        sc.HW_VENDOR: "NVIDIA",
     }
     if device.parent_uuid:
-        attributes[HW_PARENT] = device.parent_uuid
+        attributes[sc.HW_PARENT] = device.parent_uuid
     if driver_version:
-        attributes[HW_DRIVER_VERSION] = driver_version
+        attributes[sc.HW_DRIVER_VERSION] = driver_version
     return attributes
 
 
@@ -214,34 +175,34 @@ def _device_points(snapshot: GpuSnapshot, device: GpuDevice) -> list[MetricPoint
             )
 
     gauge(
-        HW_GPU_UTILIZATION,
+        sc.METRIC_HW_GPU_UTILIZATION,
         "1",
         "Fraction of time a kernel was running on the GPU",
         device.utilization,
-        {HW_GPU_TASK: "general"},
+        {sc.HW_GPU_TASK: "general"},
     )
     gauge(
-        GPU_MEMORY_COPY_UTILIZATION,
+        sc.METRIC_GPU_MEMORY_COPY_UTILIZATION,
         "1",
         "Fraction of time device memory was being read or written",
         device.memory_copy_utilization,
     )
-    updown(HW_GPU_MEMORY_USAGE, "GPU memory used", device.memory_used_bytes)
-    updown(HW_GPU_MEMORY_LIMIT, "GPU memory available in total", device.memory_total_bytes)
+    updown(sc.METRIC_HW_GPU_MEMORY_USAGE, "GPU memory used", device.memory_used_bytes)
+    updown(sc.METRIC_HW_GPU_MEMORY_LIMIT, "GPU memory available in total", device.memory_total_bytes)
     if device.memory_used_bytes is not None and device.memory_total_bytes:
         gauge(
-            HW_GPU_MEMORY_UTILIZATION,
+            sc.METRIC_HW_GPU_MEMORY_UTILIZATION,
             "1",
             "Fraction of GPU memory used",
             device.memory_used_bytes / device.memory_total_bytes,
         )
-    gauge(HW_POWER, "W", "Power drawn by the GPU", device.power_watts)
-    gauge(GPU_TEMPERATURE, "Cel", "GPU core temperature", device.temperature_celsius)
-    gauge(GPU_SM_CLOCK, "Hz", "Streaming-multiprocessor clock frequency", device.sm_clock_hz)
+    gauge(sc.METRIC_HW_POWER, "W", "Power drawn by the GPU", device.power_watts)
+    gauge(sc.METRIC_GPU_TEMPERATURE, "Cel", "GPU core temperature", device.temperature_celsius)
+    gauge(sc.METRIC_GPU_SM_CLOCK, "Hz", "Streaming-multiprocessor clock frequency", device.sm_clock_hz)
     if device.energy_joules_delta is not None and snapshot.previous_unix_nano is not None:
         points.append(
             Sum(
-                HW_ENERGY,
+                sc.METRIC_HW_ENERGY,
                 "J",
                 "Energy consumed by the GPU during the interval",
                 attributes,
@@ -254,9 +215,9 @@ def _device_points(snapshot: GpuSnapshot, device: GpuDevice) -> list[MetricPoint
         )
     for process in device.processes or ():
         updown(
-            GPU_PROCESS_MEMORY_USAGE,
+            sc.METRIC_GPU_PROCESS_MEMORY_USAGE,
             "GPU memory used by one process",
             process.used_memory_bytes,
-            {PROCESS_PID: str(process.pid)},
+            {sc.PROCESS_PID: str(process.pid)},
         )
     return points

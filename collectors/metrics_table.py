@@ -11,53 +11,15 @@ import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from thinkmeter._version import __version__
 from thinkmeter.collectors.points import Gauge, Histogram, MetricPoint, Sum
+from thinkmeter.schemas.tables import METRICS_GAUGE, METRICS_HISTOGRAM, METRICS_SUM, Table
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
 SERVICE_NAME = "thinkmeter-collector"
 SCOPE_NAME = "thinkmeter.collectors"
-
-GAUGE_TABLE = "otel_metrics_gauge"
-SUM_TABLE = "otel_metrics_sum"
-HISTOGRAM_TABLE = "otel_metrics_histogram"
-
-_MAP = "Map(LowCardinality(String), String)"
-_COMMON = (
-    ("ResourceAttributes", _MAP),
-    ("ServiceName", "LowCardinality(String)"),
-    ("ScopeName", "String"),
-    ("ScopeVersion", "String"),
-    ("MetricName", "String"),
-    ("MetricDescription", "String"),
-    ("MetricUnit", "String"),
-    ("Attributes", _MAP),
-    ("StartTimeUnix", "DateTime64(9)"),
-    ("TimeUnix", "DateTime64(9)"),
-)
-_COLUMNS = {
-    GAUGE_TABLE: (*_COMMON, ("Value", "Float64"), ("Flags", "UInt32")),
-    SUM_TABLE: (
-        *_COMMON,
-        ("Value", "Float64"),
-        ("Flags", "UInt32"),
-        ("AggregationTemporality", "Int32"),
-        ("IsMonotonic", "Bool"),
-    ),
-    HISTOGRAM_TABLE: (
-        *_COMMON,
-        ("Count", "UInt64"),
-        ("Sum", "Float64"),
-        ("BucketCounts", "Array(UInt64)"),
-        ("ExplicitBounds", "Array(Float64)"),
-        ("Flags", "UInt32"),
-        ("Min", "Float64"),
-        ("Max", "Float64"),
-        ("AggregationTemporality", "Int32"),
-    ),
-}
-
 
 def default_resource() -> dict[str, str]:
     return {"service.name": SERVICE_NAME, "host.name": socket.gethostname()}
@@ -70,13 +32,11 @@ class MetricsTableWriter:
         self.database = database
         self.resource = resource if resource is not None else default_resource()
         self.service_name = self.resource.get("service.name", "")
-        import thinkmeter  # here, not at module level: thinkmeter/__init__ may be importing the collectors
+        self.scope_version = __version__
 
-        self.scope_version = thinkmeter.__version__
-
-    def rows(self, points: Sequence[MetricPoint]) -> dict[str, list[list[Any]]]:
+    def rows(self, points: Sequence[MetricPoint]) -> dict[Table, list[list[Any]]]:
         """{table: rows} in the column order of each table."""
-        tables: dict[str, list[list[Any]]] = {}
+        tables: dict[Table, list[list[Any]]] = {}
         for point in points:
             common = [
                 self.resource,
@@ -91,7 +51,7 @@ class MetricsTableWriter:
             if isinstance(point, Gauge):
                 # A gauge has no start time; the exporter stores the unset OTLP value, 0.
                 row = [*common, 0, point.time_unix_nano, point.value, 0]
-                tables.setdefault(GAUGE_TABLE, []).append(row)
+                tables.setdefault(METRICS_GAUGE, []).append(row)
             elif isinstance(point, Sum):
                 row = [
                     *common,
@@ -102,7 +62,7 @@ class MetricsTableWriter:
                     int(point.temporality),
                     point.monotonic,
                 ]
-                tables.setdefault(SUM_TABLE, []).append(row)
+                tables.setdefault(METRICS_SUM, []).append(row)
             elif isinstance(point, Histogram):
                 # Prometheus histograms carry no min or max: stored as 0, as the exporter does for unset values.
                 row = [
@@ -118,16 +78,15 @@ class MetricsTableWriter:
                     0.0,
                     int(point.temporality),
                 ]
-                tables.setdefault(HISTOGRAM_TABLE, []).append(row)
+                tables.setdefault(METRICS_HISTOGRAM, []).append(row)
         return tables
 
     def write(self, client: Client, points: Sequence[MetricPoint]) -> None:
         for table, rows in self.rows(points).items():
-            columns = _COLUMNS[table]
             client.insert(
-                table,
+                table.name,
                 rows,
                 database=self.database,
-                column_names=[name for name, _ in columns],
-                column_type_names=[type_name for _, type_name in columns],
+                column_names=table.column_names,
+                column_type_names=table.column_types,
             )

@@ -1,2 +1,2 @@
-"""Grafana dashboards as code (boards.py, rendered by build.py into json/), the datasource macro
-expander the tests use (macros.py), and Grafana provisioning over its HTTP API (provision.py)."""
+"""Grafana dashboards as code (boards.py, rendered by build.py into json/) and Grafana provisioning over
+its HTTP API (provision.py). The datasource's SQL dialect lives in schemas/grafana_sql.py."""

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from thinkmeter.alerts.rules import (
-    ENGINE_KV_CACHE_USAGE,
-    ENGINE_PREEMPTIONS,
-    ENGINE_REQUESTS_WAITING,
-    AlertSettings,
-)
+from thinkmeter.alerts.rules import AlertSettings
 from thinkmeter.dashboards.model import (
     CustomVariable,
     Dashboard,
@@ -35,17 +30,9 @@ from thinkmeter.dashboards.sql import (
     trace_link,
     variable_query,
 )
+from thinkmeter.schemas import semconv as sc
 
 TABLE = Format.TABLE
-ENGINE_REQUESTS_RUNNING = "thinkmeter.engine.requests.running"
-ENGINE_PREFIX_CACHE_HIT_RATE = "thinkmeter.engine.prefix_cache.hit_rate"
-ENGINE_GENERATION_TOKENS_RATE = "thinkmeter.engine.generation_tokens.rate"
-GPU_UTILIZATION = "hw.gpu.utilization"
-GPU_MEMORY_USAGE = "hw.gpu.memory.usage"
-GPU_MEMORY_LIMIT = "hw.gpu.memory.limit"
-GPU_POWER = "hw.power"
-# Span attribute set at request start on calls to a self-hosted engine (collectors/context.py).
-SPAN_KV_CACHE_USAGE = "thinkmeter.engine.kv_cache.usage"
 
 
 def _unit(field: str, unit: str) -> dict[str, object]:
@@ -634,7 +621,7 @@ GROUP BY time, server ORDER BY time"""
 
 def _preemptions() -> Query:
     sql = f"""SELECT $__timeInterval(TimeUnix) AS time, {_SERVER} AS server, sum(Value) AS preemptions
-FROM otel_metrics_sum WHERE $__timeFilter(TimeUnix) AND MetricName = '{ENGINE_PREEMPTIONS}' AND {_SERVER_FILTER}
+FROM otel_metrics_sum WHERE $__timeFilter(TimeUnix) AND MetricName = '{sc.METRIC_ENGINE_PREEMPTIONS}' AND {_SERVER_FILTER}
 GROUP BY time, server ORDER BY time"""
     return Query(sql, ("time", "server", "preemptions"))
 
@@ -648,10 +635,10 @@ GROUP BY time, gpu ORDER BY time"""
 
 def _gpu_memory() -> Query:
     sql = f"""SELECT $__timeInterval(TimeUnix) AS time, {_GPU} AS gpu,
-    avgIf(Value, MetricName = '{GPU_MEMORY_USAGE}') AS memory_used_bytes,
-    avgIf(Value, MetricName = '{GPU_MEMORY_LIMIT}') AS memory_limit_bytes
+    avgIf(Value, MetricName = '{sc.METRIC_HW_GPU_MEMORY_USAGE}') AS memory_used_bytes,
+    avgIf(Value, MetricName = '{sc.METRIC_HW_GPU_MEMORY_LIMIT}') AS memory_limit_bytes
 FROM otel_metrics_sum
-WHERE $__timeFilter(TimeUnix) AND MetricName IN ('{GPU_MEMORY_USAGE}', '{GPU_MEMORY_LIMIT}') AND NOT mapContains(Attributes, 'process.pid') AND {_HOST_FILTER}
+WHERE $__timeFilter(TimeUnix) AND MetricName IN ('{sc.METRIC_HW_GPU_MEMORY_USAGE}', '{sc.METRIC_HW_GPU_MEMORY_LIMIT}') AND NOT mapContains(Attributes, 'process.pid') AND {_HOST_FILTER}
 GROUP BY time, gpu ORDER BY time"""
     return Query(sql, ("time", "gpu", "memory_used_bytes", "memory_limit_bytes"))
 
@@ -659,14 +646,14 @@ GROUP BY time, gpu ORDER BY time"""
 def _reasoning_vs_kv() -> Query:
     # The KV-cache usage a call started under is a span attribute (set while `thinkmeter collect` or
     # start_collectors() watches the engine), so this reads otel_traces.
-    kv = f"toFloat64OrNull(SpanAttributes['{SPAN_KV_CACHE_USAGE}'])"
+    kv = f"toFloat64OrNull(SpanAttributes['{sc.ENGINE_KV_CACHE_USAGE}'])"
     reasoning = "toUInt64OrNull(SpanAttributes['gen_ai.usage.reasoning.output_tokens'])"
     sql = f"""SELECT concat(toString(toUInt8(floor(least({kv}, 0.999) * 10) * 10)), '%') AS kv_cache_usage_at_start,
     count() AS calls,
     round(quantileTDigest(0.5)({reasoning})) AS reasoning_p50,
     round(quantileTDigest(0.95)({reasoning})) AS reasoning_p95
 FROM otel_traces
-WHERE $__timeFilter(Timestamp) AND mapContains(SpanAttributes, '{SPAN_KV_CACHE_USAGE}')
+WHERE $__timeFilter(Timestamp) AND mapContains(SpanAttributes, '{sc.ENGINE_KV_CACHE_USAGE}')
   AND $__conditionalAll(ServiceName IN (${{service:singlequote}}), $service)
 GROUP BY kv_cache_usage_at_start ORDER BY min({kv})"""
     return Query(sql, ("kv_cache_usage_at_start", "calls", "reasoning_p50", "reasoning_p95"), TABLE)
@@ -691,13 +678,13 @@ def engines_dashboard(settings: AlertSettings) -> Dashboard:
                 "server",
                 "Engine",
                 f"SELECT DISTINCT {_SERVER} FROM otel_metrics_gauge "
-                "WHERE $__timeFilter(TimeUnix) AND MetricName = 'thinkmeter.engine.up' ORDER BY 1",
+                f"WHERE $__timeFilter(TimeUnix) AND MetricName = '{sc.METRIC_ENGINE_UP}' ORDER BY 1",
             ),
             QueryVariable(
                 "host",
                 "GPU host",
                 f"SELECT DISTINCT ResourceAttributes['host.name'] FROM otel_metrics_gauge "
-                f"WHERE $__timeFilter(TimeUnix) AND MetricName = '{GPU_UTILIZATION}' ORDER BY 1",
+                f"WHERE $__timeFilter(TimeUnix) AND MetricName = '{sc.METRIC_HW_GPU_UTILIZATION}' ORDER BY 1",
             ),
             CALL_VARIABLE_LIST[0],
         ),
@@ -707,9 +694,9 @@ def engines_dashboard(settings: AlertSettings) -> Dashboard:
                 "KV-cache usage vs running / waiting requests",
                 "timeseries",
                 (_engine_gauges({
-                    "kv_cache_usage": ENGINE_KV_CACHE_USAGE,
-                    "requests_running": ENGINE_REQUESTS_RUNNING,
-                    "requests_waiting": ENGINE_REQUESTS_WAITING,
+                    "kv_cache_usage": sc.METRIC_ENGINE_KV_CACHE_USAGE,
+                    "requests_running": sc.METRIC_ENGINE_REQUESTS_RUNNING,
+                    "requests_waiting": sc.METRIC_ENGINE_REQUESTS_WAITING,
                 }),),
                 description="KV-cache usage (right axis) against the requests the engine runs and queues.",
                 unit="short",
@@ -722,8 +709,8 @@ def engines_dashboard(settings: AlertSettings) -> Dashboard:
                 "Prefix-cache hits and generation rate",
                 "timeseries",
                 (_engine_gauges({
-                    "prefix_cache_hit_rate": ENGINE_PREFIX_CACHE_HIT_RATE,
-                    "generation_tokens_per_s": ENGINE_GENERATION_TOKENS_RATE,
+                    "prefix_cache_hit_rate": sc.METRIC_ENGINE_PREFIX_CACHE_HIT_RATE,
+                    "generation_tokens_per_s": sc.METRIC_ENGINE_GENERATION_TOKENS_RATE,
                 }),),
                 unit="short",
                 overrides=(_right_axis("prefix_cache_hit_rate", "percentunit"),),
@@ -738,10 +725,10 @@ def engines_dashboard(settings: AlertSettings) -> Dashboard:
                 options={"xField": "kv_cache_usage_at_start", "orientation": "vertical"},
             ),
             Row("GPUs"),
-            Panel("GPU utilization", "timeseries", (_gpu_gauge(GPU_UTILIZATION, "utilization"),), unit="percentunit", width=8,
+            Panel("GPU utilization", "timeseries", (_gpu_gauge(sc.METRIC_HW_GPU_UTILIZATION, "utilization"),), unit="percentunit", width=8,
                   field_defaults={"min": 0, "max": 1}),
             Panel("GPU memory used / limit", "timeseries", (_gpu_memory(),), unit="bytes", width=8),
-            Panel("GPU power", "timeseries", (_gpu_gauge(GPU_POWER, "power_watts"),), unit="watt", width=8),
+            Panel("GPU power", "timeseries", (_gpu_gauge(sc.METRIC_HW_POWER, "power_watts"),), unit="watt", width=8),
         ),
     )
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Literal
 
-DATASOURCE_TYPE = "grafana-clickhouse-datasource"
-DATASOURCE_UID = "thinkmeter-clickhouse"
+from thinkmeter.schemas.grafana_sql import DATASOURCE_TYPE, DATASOURCE_UID
+
 DATASOURCE_REF = {"type": DATASOURCE_TYPE, "uid": "${datasource}"}
 PLUGIN_VERSION = "4.20.0"
 SCHEMA_VERSION = 39

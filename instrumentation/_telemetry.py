@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
+from operator import attrgetter
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -10,62 +12,33 @@ from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from thinkmeter.collectors.context import engine_context_attributes
+from thinkmeter._version import __version__
 from thinkmeter.instrumentation._content import ContentCapture
 from thinkmeter.instrumentation._tags import current_tag_attributes
 from thinkmeter.pricing import PriceTable
 from thinkmeter.schemas import semconv as sc
+from thinkmeter.schemas.contract import RECORD_ATTRIBUTES
 from thinkmeter.schemas.record import CallRecord
 
 
 def record_attributes(record: CallRecord) -> dict[str, Any]:
     """Span attributes of a finished call: only what has a value, so unknown stays absent."""
-    # Straight-line tests, no per-call tuples: this runs once per call on the caller's thread.
-    attrs: dict[str, Any] = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider, sc.REQUEST_STREAM: record.stream}
-    for key, name in _OPTIONAL_FIELDS:
-        value = getattr(record, name)
+    attrs: dict[str, Any] = {}
+    for key, read in _RECORD_READERS:
+        value = read(record)
         if value is not None:
             attrs[key] = value
-    usage = record.usage
-    for key, name in _USAGE_FIELDS:
-        value = getattr(usage, name)
-        if value is not None:
-            attrs[key] = value
-    attrs[sc.REASONING_SOURCE] = usage.reasoning_source.value
-    attrs[sc.OUTPUT_SOURCE] = usage.output_source.value
     if record.attributes:
         attrs.update(record.attributes)
     return attrs
 
 
-_OPTIONAL_FIELDS = (
-    (sc.REQUEST_MODEL, "request_model"),
-    (sc.REQUEST_MAX_TOKENS, "max_tokens"),
-    (sc.REQUEST_REASONING_LEVEL, "reasoning_level"),
-    (sc.REQUEST_THINKING_BUDGET, "thinking_budget_tokens"),
-    (sc.SERVER_ADDRESS, "server_address"),
-    (sc.SERVER_PORT, "server_port"),
-    (sc.ENGINE, "engine"),
-    (sc.RESPONSE_MODEL, "response_model"),
-    (sc.RESPONSE_ID, "response_id"),
-    (sc.RESPONSE_FINISH_REASONS, "finish_reasons"),
-    (sc.TIME_TO_FIRST_CHUNK, "time_to_first_chunk"),
-    (sc.TIME_TO_FIRST_TOKEN, "time_to_first_token"),
-    (sc.TIME_TO_FIRST_VISIBLE_TOKEN, "time_to_first_visible_token"),
-    (sc.TIME_PER_OUTPUT_TOKEN, "time_per_output_token"),
-    (sc.COST_USD, "cost_usd"),
-    (sc.REASONING_COST_USD, "reasoning_cost_usd"),
-    (sc.COST_SOURCE, "cost_source"),
-    (sc.ERROR_TYPE, "error_type"),
-)
-_USAGE_FIELDS = (
-    (sc.INPUT_TOKENS, "input_tokens"),
-    (sc.CACHE_READ_TOKENS, "cache_read_tokens"),
-    (sc.CACHE_WRITE_TOKENS, "cache_write_tokens"),
-    (sc.OUTPUT_TOKENS, "output_tokens"),
-    (sc.REASONING_TOKENS, "reasoning_tokens"),
-    (sc.VISIBLE_OUTPUT_TOKENS, "visible_output_tokens"),
-)
+# (attribute, reader) from the contract table; attrgetter follows dotted paths in C, once per field.
+_RECORD_READERS = tuple((key, attrgetter(path)) for key, path in RECORD_ATTRIBUTES)
+
+# (server address, port) -> the span attributes a call to that self-hosted engine starts with: the
+# engine and GPU pressure at request start, as this process's collectors last saw it.
+RequestContext = Callable[[str, "int | None"], Mapping[str, float | int]]
 
 
 class Telemetry:
@@ -77,13 +50,13 @@ class Telemetry:
         meter_provider: metrics.MeterProvider | None,
         prices: PriceTable,
         capture_content: ContentCapture | None = None,
+        request_context: RequestContext | None = None,
     ) -> None:
-        from thinkmeter import __version__
-
         self.tracer = trace.get_tracer("thinkmeter", __version__, tracer_provider)
         meter = metrics.get_meter("thinkmeter", __version__, meter_provider)
         self.prices = prices
         self.capture_content = capture_content
+        self.request_context = request_context
         self._token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE,
             unit="{token}",
@@ -175,9 +148,9 @@ class Call:
         self.telemetry = telemetry
         self.record = record
         self.parent = otel_context.get_current()  # the caller's trace, even if a stream ends elsewhere
-        if record.engine is not None and record.server_address is not None:
+        if record.engine is not None and record.server_address is not None and telemetry.request_context is not None:
             # The pressure the engine was under when this request arrived (empty without a collector).
-            record.attributes.update(engine_context_attributes(record.server_address, record.server_port))
+            record.attributes.update(telemetry.request_context(record.server_address, record.server_port))
         self.start_ns = time.time_ns()
         self.started = time.perf_counter()
         self.first_chunk: float | None = None

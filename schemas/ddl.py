@@ -6,6 +6,8 @@ The files are applied in name order; each holds `;`-terminated statements with t
   {{engine:<Family>}}      `<Family>()`, or `Replicated<Family>(<path>, '{replica}')` on a cluster
   {{ttl:<time expr>}}      `TTL <time expr> + toIntervalDay(<days>)` when a TTL is asked for
   {{dedup_window}}         the table setting that makes inserts with insert_deduplication_token idempotent
+  {{llm_calls_columns}}    llm_calls' span attribute columns, and
+  {{llm_calls_select}}     llm_calls_mv's SELECT list for them, both generated from schemas/contract.py
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from thinkmeter.schemas.contract import llm_calls_column_definitions, llm_calls_select_list
 
 SQL_DIR = Path(__file__).with_name("sql")
 # {shard}, {replica} are server macros; {database} and {table} are expanded by ClickHouse itself.
@@ -27,6 +31,11 @@ REPLICATED_DEDUP_SECONDS = 7 * 24 * 3600
 _PLACEHOLDER = re.compile(r"\{\{(\w+)(?::([^}]*))?\}\}")
 _PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
+# Expanded before the checksum is taken, so a new contract column counts as a changed schema file.
+_CONTRACT_PLACEHOLDERS = {
+    "{{llm_calls_columns}}": llm_calls_column_definitions,
+    "{{llm_calls_select}}": llm_calls_select_list,
+}
 _TTL_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS \{\{database\}\}\.(\w+)[^;]*?\{\{ttl:([^}]*)\}\}")
 
 
@@ -86,13 +95,21 @@ def _split_statements(text: str) -> list[str]:
     return statements
 
 
+def _template(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    for placeholder, generate in _CONTRACT_PLACEHOLDERS.items():
+        if placeholder in text:
+            text = text.replace(placeholder, generate())
+    return text
+
+
 def schema_files(
     cluster: str | None = None, database: str = "default", ttl_days: int | None = None
 ) -> list[SchemaFile]:
     substitute = _renderer(cluster, database, ttl_days)
     files = []
     for path in sorted(SQL_DIR.glob("*.sql")):
-        template = path.read_text(encoding="utf-8")
+        template = _template(path)
         prefix = path.name.split("_", 1)[0]
         if not prefix.isdigit():
             raise ValueError(f"schema file {path.name} must start with a number, e.g. 40_{path.name}")

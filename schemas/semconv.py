@@ -1,8 +1,9 @@
-"""Span attribute and metric names: the contract between instrumentation, storage and dashboards.
+"""Span attribute and metric names: the contract between instrumentation, collectors, storage,
+dashboards and alerts. Which attribute fills which `llm_calls` column is in schemas/contract.py.
 
-GenAI names follow the OTel GenAI semantic conventions (v1.41.1, the last release that carries them;
-`gen_ai.usage.cache_creation.input_tokens` is the released spelling of the cache-write count).
-`thinkmeter.*` names cover what the conventions have no name for.
+GenAI names follow the OTel GenAI semantic conventions (current development version:
+`gen_ai.usage.cache_write.input_tokens` replaced `gen_ai.usage.cache_creation.input_tokens`), GPU
+metrics the OTel hardware conventions. `thinkmeter.*` names cover what the conventions have no name for.
 """
 
 from typing import Final
@@ -27,7 +28,7 @@ RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 # Usage: input includes cached tokens; reasoning is a subset of output.
 INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 CACHE_READ_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
-CACHE_WRITE_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+CACHE_WRITE_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
 OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 REASONING_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
 VISIBLE_OUTPUT_TOKENS: Final = "thinkmeter.usage.visible_output_tokens"
@@ -95,3 +96,42 @@ METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk
 TOKEN_TYPE: Final = "gen_ai.token.type"
 TOKEN_BUCKETS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+
+# Engine metrics (collectors/metrics.py); the first three share their names with the span attributes above.
+METRIC_ENGINE_UP: Final = "thinkmeter.engine.up"
+METRIC_ENGINE_KV_CACHE_USAGE: Final = ENGINE_KV_CACHE_USAGE
+METRIC_ENGINE_KV_CACHE_CAPACITY: Final = "thinkmeter.engine.kv_cache.capacity"
+METRIC_ENGINE_REQUESTS_RUNNING: Final = ENGINE_REQUESTS_RUNNING
+METRIC_ENGINE_REQUESTS_WAITING: Final = ENGINE_REQUESTS_WAITING
+METRIC_ENGINE_PREEMPTIONS: Final = "thinkmeter.engine.preemptions"
+METRIC_ENGINE_PREFIX_CACHE_HIT_RATE: Final = "thinkmeter.engine.prefix_cache.hit_rate"
+METRIC_ENGINE_GENERATION_TOKENS_RATE: Final = "thinkmeter.engine.generation_tokens.rate"
+METRIC_ENGINE_TIME_TO_FIRST_TOKEN: Final = "thinkmeter.engine.time_to_first_token"
+METRIC_ENGINE_INTER_TOKEN_LATENCY: Final = "thinkmeter.engine.inter_token_latency"
+METRIC_ENGINE_MODELS_LOADED: Final = "thinkmeter.engine.models.loaded"
+METRIC_ENGINE_MODEL_SIZE: Final = "thinkmeter.engine.model.size"
+METRIC_ENGINE_MODEL_SIZE_VRAM: Final = "thinkmeter.engine.model.size_vram"
+METRIC_ENGINE_MODEL_CONTEXT_LENGTH: Final = "thinkmeter.engine.model.context_length"
+
+# GPU metrics (OTel hardware conventions, then thinkmeter.* for readings they have no name for)
+METRIC_HW_GPU_UTILIZATION: Final = "hw.gpu.utilization"
+METRIC_HW_GPU_MEMORY_USAGE: Final = "hw.gpu.memory.usage"
+METRIC_HW_GPU_MEMORY_LIMIT: Final = "hw.gpu.memory.limit"
+METRIC_HW_GPU_MEMORY_UTILIZATION: Final = "hw.gpu.memory.utilization"
+METRIC_HW_POWER: Final = "hw.power"
+METRIC_HW_ENERGY: Final = "hw.energy"
+METRIC_GPU_MEMORY_COPY_UTILIZATION: Final = "thinkmeter.gpu.memory_copy.utilization"
+METRIC_GPU_TEMPERATURE: Final = "thinkmeter.gpu.temperature"
+METRIC_GPU_SM_CLOCK: Final = "thinkmeter.gpu.clock.sm"
+METRIC_GPU_PROCESS_MEMORY_USAGE: Final = "thinkmeter.gpu.process.memory.usage"
+
+# Metric point attributes
+HW_ID: Final = "hw.id"
+HW_TYPE: Final = "hw.type"
+HW_NAME: Final = "hw.name"
+HW_MODEL: Final = "hw.model"
+HW_VENDOR: Final = "hw.vendor"
+HW_PARENT: Final = "hw.parent"
+HW_DRIVER_VERSION: Final = "hw.driver_version"
+HW_GPU_TASK: Final = "hw.gpu.task"
+PROCESS_PID: Final = "process.pid"

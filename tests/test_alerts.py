@@ -31,7 +31,7 @@ from thinkmeter.alerts.rules import (
     grafana_template,
     render_text,
 )
-from thinkmeter.dashboards.macros import TimeRange, expand_alert_query
+from thinkmeter.schemas.grafana_sql import TimeRange, expand_alert_query
 
 from tests.engine_servers import vllm_metrics
 from tests.grafana_seed import Call, seed_calls, seed_engine_metrics, seed_gpu_metrics

@@ -17,9 +17,10 @@ from tests.engine_servers import (
     tgi_metrics,
     vllm_metrics,
 )
-from thinkmeter.collectors import context, metrics
+from thinkmeter.collectors import context
 from thinkmeter.collectors.engines import EngineScraper, HistogramDelta, ScrapeError
 from thinkmeter.collectors.runner import CollectorRunner
+from thinkmeter.schemas import semconv as sc
 
 
 @pytest.fixture
@@ -129,14 +130,14 @@ def test_a_server_that_goes_away_and_returns(server: EngineServer, caplog: pytes
     runner = CollectorRunner(engines=[scraper])
 
     up = runner.collect_once()
-    assert [p.value for p in up if p.name == metrics.ENGINE_UP] == [1.0]
+    assert [p.value for p in up if p.name == sc.METRIC_ENGINE_UP] == [1.0]
     assert context.latest_engine_snapshot("localhost", server.port) is not None
 
     server.stop()
     with pytest.raises(ScrapeError, match="cannot reach"):
         scraper.scrape()
     down = runner.collect_once() + runner.collect_once()
-    assert [(p.name, p.value) for p in down] == [(metrics.ENGINE_UP, 0.0)] * 2
+    assert [(p.name, p.value) for p in down] == [(sc.METRIC_ENGINE_UP, 0.0)] * 2
     # The same series as while it was up, so a dashboard sees one line drop to 0.
     assert (
         down[0].attributes
@@ -153,8 +154,8 @@ def test_a_server_that_goes_away_and_returns(server: EngineServer, caplog: pytes
     server.serve("/metrics", vllm_metrics(preemptions=1.0))  # it came back restarted
     server.start()
     back = runner.collect_once()
-    assert [p.value for p in back if p.name == metrics.ENGINE_UP] == [1.0]
-    assert [p.value for p in back if p.name == metrics.ENGINE_PREEMPTIONS] == [1.0]
+    assert [p.value for p in back if p.name == sc.METRIC_ENGINE_UP] == [1.0]
+    assert [p.value for p in back if p.name == sc.METRIC_ENGINE_PREEMPTIONS] == [1.0]
     said = [r.getMessage() for r in caplog.records if r.name == "thinkmeter.collectors"]
     assert len(said) == 2  # once when it went away (not per failed scrape), once when it came back
     assert "is not answering" in said[0] and "is answering again" in said[1]

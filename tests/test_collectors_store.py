@@ -18,7 +18,7 @@ from clickhouse_connect.driver.client import Client
 
 from tests.engine_servers import VLLM_ITL_BUCKETS, VLLM_TTFT_BUCKETS, EngineServer, vllm_metrics
 from tests.nvml_stand_in import StandInGpu, stand_in_nvml
-from thinkmeter.collectors import metrics
+from thinkmeter.schemas import semconv as sc
 from thinkmeter.collectors.engines import EngineScraper
 from thinkmeter.collectors.gpu import GpuCollector
 from thinkmeter.collectors.runner import CollectorRunner, StoreSink
@@ -69,7 +69,7 @@ def test_engine_metrics_are_stored_as_the_collector_exporter_stores_them(
     runner.stop()
 
     t1, t2 = first[0].time_unix_nano, second[0].time_unix_nano
-    rate = next(p.value for p in second if p.name == metrics.ENGINE_GENERATION_TOKENS_RATE)
+    rate = next(p.value for p in second if p.name == sc.METRIC_ENGINE_GENERATION_TOKENS_RATE)
     series = {
         "server.address": "127.0.0.1",
         "server.port": str(server.port),
@@ -157,7 +157,7 @@ def test_gpu_metrics_are_stored_with_hw_gpu_names(store_settings: Settings, serv
     assert runner.flush()
     runner.stop()
 
-    start = next(p for p in first if p.name == metrics.HW_GPU_MEMORY_USAGE).start_time_unix_nano
+    start = next(p for p in first if p.name == sc.METRIC_HW_GPU_MEMORY_USAGE).start_time_unix_nano
     t1, t2 = first[0].time_unix_nano, second[0].time_unix_nano
     base = {"hw.type": "gpu", "hw.vendor": "NVIDIA", "hw.driver_version": "575.57.08"}
     a = {**base, "hw.id": "GPU-aaaa", "hw.name": "gpu0", "hw.model": "NVIDIA H100 80GB HBM3"}

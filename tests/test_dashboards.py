@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 from thinkmeter.alerts.rules import build_rules
 from thinkmeter.dashboards.boards import dashboards
 from thinkmeter.dashboards.build import generated_files
-from thinkmeter.dashboards.macros import (
+from thinkmeter.schemas.grafana_sql import (
     ALL,
     TimeRange,
     Variable,

@@ -17,9 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from thinkmeter._version import __version__
 from thinkmeter.instrumentation._tags import tags
-
-__version__ = "0.1.0"
 __all__ = ["instrument", "uninstrument", "flush", "tags", "__version__"]
 
 logger = logging.getLogger("thinkmeter")
@@ -131,17 +130,21 @@ def _instrument_locked(
         _state.processor = processor
         atexit.register(flush)
     content = ContentCapture(settings.content_max_chars, settings.redact) if settings.capture_content else None
-    telemetry = Telemetry(tracer_provider, meter_provider, prices, capture_content=content)
-    patcher = Patcher()
-    _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
-    _state.patcher = patcher
+    request_context = None
     if collect_gpu or engines:
-        from thinkmeter.collectors import start_collectors
+        from thinkmeter.collectors.context import engine_context_attributes
+        from thinkmeter.collectors.runner import start_collectors
 
         _state.collectors = start_collectors(
             settings if settings.exporter == "clickhouse" else None, collect_gpu=collect_gpu, engines=engines
         )
         atexit.register(_state.collectors.stop)
+        # Calls to the watched engines carry the pressure these collectors last saw.
+        request_context = engine_context_attributes
+    telemetry = Telemetry(tracer_provider, meter_provider, prices, capture_content=content, request_context=request_context)
+    patcher = Patcher()
+    _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
+    _state.patcher = patcher
     return list(_state.instrumented)
 
 

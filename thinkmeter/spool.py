@@ -23,41 +23,15 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from thinkmeter.schemas.tables import TRACES
+
 log = logging.getLogger(__name__)
 
 BATCH_SUFFIX = ".batch.json.gz"
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_S = 3600.0  # a tmp file this old was left by a process that died while writing it
 
-_ATTRIBUTES = "Map(LowCardinality(String), String)"
-# otel_traces columns we write, in insert order, with their types (no DESCRIBE round trip).
-TRACE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("Timestamp", "DateTime64(9)"),
-    ("TraceId", "String"),
-    ("SpanId", "String"),
-    ("ParentSpanId", "String"),
-    ("TraceState", "String"),
-    ("SpanName", "LowCardinality(String)"),
-    ("SpanKind", "LowCardinality(String)"),
-    ("ServiceName", "LowCardinality(String)"),
-    ("ResourceAttributes", _ATTRIBUTES),
-    ("ScopeName", "String"),
-    ("ScopeVersion", "String"),
-    ("SpanAttributes", _ATTRIBUTES),
-    ("Duration", "UInt64"),
-    ("StatusCode", "LowCardinality(String)"),
-    ("StatusMessage", "String"),
-    ("Events.Timestamp", "Array(DateTime64(9))"),
-    ("Events.Name", "Array(LowCardinality(String))"),
-    ("Events.Attributes", f"Array({_ATTRIBUTES})"),
-    ("Links.TraceId", "Array(String)"),
-    ("Links.SpanId", "Array(String)"),
-    ("Links.TraceState", "Array(String)"),
-    ("Links.Attributes", f"Array({_ATTRIBUTES})"),
-)
-TRACE_COLUMN_NAMES = [name for name, _ in TRACE_COLUMNS]
-TRACE_COLUMN_TYPES = [type_name for _, type_name in TRACE_COLUMNS]
-TRACES_TABLE = "otel_traces"
+TRACE_COLUMN_NAMES = TRACES.column_names
 
 Columns = Mapping[str, Sequence[Any]]
 
@@ -81,11 +55,11 @@ def insert_batch(client: Client, batch_id: str, columns: Columns, database: str 
 
 def _insert(client: Client, batch_id: str, data: list[Sequence[Any]], database: str | None) -> None:
     client.insert(
-        TRACES_TABLE,
+        TRACES.name,
         data,
         database=database,
         column_names=TRACE_COLUMN_NAMES,
-        column_type_names=TRACE_COLUMN_TYPES,
+        column_type_names=TRACES.column_types,
         column_oriented=True,
         settings={
             "insert_deduplication_token": batch_id,

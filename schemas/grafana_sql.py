@@ -1,4 +1,6 @@
-"""Expand a panel or alert query as Grafana and the ClickHouse datasource do, so tests run the exact SQL.
+"""The Grafana ClickHouse datasource's SQL dialect, which dashboards and alert rules are both written in:
+the datasource thinkmeter provisions, and the macro expander that turns a panel or alert query into the
+exact SQL Grafana and the datasource run (the built-in alert evaluator and the tests run it).
 
 Two stages, in the order a dashboard query goes through them:
 
@@ -46,6 +48,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+DATASOURCE_TYPE = "grafana-clickhouse-datasource"
+DATASOURCE_UID = "thinkmeter-clickhouse"
 
 ALL = "$__all"  # Grafana's value for the "All" option
 
