@@ -11,7 +11,7 @@ from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any
 
-from thinkmeter.dashboards.macros import TimeRange
+from thinkmeter.schemas.grafana_sql import TimeRange
 from thinkmeter.ui.view import DEFAULT_RANGE, RANGES, Run, Selection, filters, panel_data, view_panels
 
 STATIC = Path(__file__).resolve().parent / "static"

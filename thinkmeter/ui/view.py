@@ -1,5 +1,5 @@
 """What the built-in view shows: a selection of the Grafana panels (dashboards/boards.py), by dashboard and
-title, with their SQL expanded exactly as the Grafana datasource expands it (dashboards/macros.py).
+title, with their SQL expanded exactly as the Grafana datasource expands it (schemas/grafana_sql.py).
 
 Nothing here writes SQL of its own: a panel's query, the options of a filter (the dashboards' template
 variables) and one call's spans (the query Grafana's trace view runs) all come from the dashboard code.
@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from thinkmeter.dashboards.boards import dashboards
-from thinkmeter.dashboards.macros import ALL, TimeRange, Variable, expand_panel_query
+from thinkmeter.schemas.grafana_sql import ALL, TimeRange, Variable, expand_panel_query
 from thinkmeter.dashboards.model import CustomVariable, Dashboard, Format, Panel, Query, QueryVariable
 from thinkmeter.dashboards.sql import trace_id_query
 
