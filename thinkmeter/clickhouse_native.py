@@ -72,7 +72,9 @@ def _split_args(text: str) -> list[str]:
 
 
 def _element_type(text: str) -> str:
-    """A tuple element's type: "name Type" or "Type"."""
+    """A tuple element's type: "name Type", "`a name` Type" or "Type"."""
+    if text.startswith("`"):
+        return text[text.index("`", 1) + 1 :].strip()
     space, paren = text.find(" "), text.find("(")
     return text[space + 1 :] if space != -1 and (paren == -1 or space < paren) else text
 
