@@ -67,7 +67,7 @@
 
   function state() {
     const params = new URLSearchParams(location.search);
-    const chosen = { range: params.get("range") || config.default_range };
+    const chosen = { range: params.get("range") || config.default_range, from: params.get("from"), to: params.get("to") };
     for (const f of config.filters) chosen[f.name] = params.getAll(f.name).filter((v) => v && v !== ALL);
     return chosen;
   }
@@ -75,6 +75,7 @@
   function query(chosen, extra) {
     const params = new URLSearchParams(extra || {});
     params.set("range", chosen.range);
+    if (chosen.from && chosen.to) { params.set("from", chosen.from); params.set("to", chosen.to); }
     for (const f of config.filters) for (const v of chosen[f.name]) params.append(f.name, v);
     return params;
   }
@@ -110,11 +111,12 @@
       for (const v of current) if (v !== ALL && !values.includes(v)) options.push([v, v]);
       form.append(select(f.name, f.label, options, current, f.description));
     }
-    form.onchange = () => {
+    form.onchange = (event) => {
       const params = new URLSearchParams();
       for (const control of form.querySelectorAll("select")) {
         if (control.value !== ALL) params.append(control.name, control.value);
       }
+      if (chosen.from && chosen.to && event.target.name !== "range") { params.set("from", chosen.from); params.set("to", chosen.to); }
       history.replaceState(null, "", "?" + params.toString());
       load();
     };
@@ -206,7 +208,7 @@
     layout.xaxis = Object.assign({ gridcolor: "#e5e7eb", automargin: true }, layout.xaxis);
     if (layout.xaxis.type === "date" && layout.xaxis.range) {
       const days = (Date.parse(layout.xaxis.range[1].replace(" ", "T")) - Date.parse(layout.xaxis.range[0].replace(" ", "T"))) / 864e5;
-      layout.xaxis.tickformat = days > 2 ? "%b %d" : "%H:%M";
+      layout.xaxis.tickformat = days > 2 ? "%b %d" : days < 0.05 ? "%H:%M:%S" : "%H:%M";
     }
     Plotly.newPlot(div, figure.traces, layout, { displayModeBar: false, responsive: true });
     // A legend that wraps with the panel's width (plotly's scrolls once it has many entries).
@@ -275,8 +277,10 @@
         section = el("section", { "data-name": panel.section }, el("h2", { text: panel.section }), el("div", { class: "grid" }));
         main.append(section);
       }
-      const wide = panel.kind === "table" || panel.kind === "stat" || panel.kind === "heatmap";
-      const box = el("article", { class: "panel" + (wide ? " wide" : ""), id: "panel-" + panel.id, "data-kind": panel.kind, "data-state": "loading" },
+      // Stats, heatmaps and tables of many columns take the whole width; other tables two columns.
+      const wide = panel.kind === "stat" || panel.kind === "heatmap" || (panel.kind === "table" && panel.columns.length > 7);
+      const size = wide ? " wide" : panel.kind === "table" ? " double" : "";
+      const box = el("article", { class: "panel" + size, id: "panel-" + panel.id, "data-kind": panel.kind, "data-state": "loading" },
         el("h3", { text: panel.title, title: panel.description || "" }), el("div", { class: "body" }));
       box.hidden = panel.optional;
       section.querySelector(".grid").append(box);
@@ -332,7 +336,9 @@
     getJSON("api/options?" + query(chosen)).then((offered) => { if (current === generation) drawFilters(chosen, offered); })
       .catch(() => drawFilters(chosen, {}));
     drawFilters(chosen, {});
-    document.getElementById("subtitle").textContent = "Last " + chosen.range + " · times in UTC";
+    const utc = (ms) => new Date(Number(ms)).toISOString().slice(0, 16).replace("T", " ");
+    document.getElementById("subtitle").textContent =
+      (chosen.from && chosen.to ? utc(chosen.from) + " to " + utc(chosen.to) : "Last " + chosen.range) + " · times in UTC";
     await Promise.all(config.panels.map(async (panel) => {
       const box = boxes[panel.id];
       try {
