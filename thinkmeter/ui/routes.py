@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from datetime import datetime, timezone
 from typing import Any
 
@@ -100,3 +101,16 @@ class View:
             log.warning("thinkmeter ui: %s failed: %s", name, error)
             return _json(500, {"error": f"{type(error).__name__}: {error}"})
         return _json(404, {"error": f"no API {name!r}"})
+
+
+@cache
+def _view_on(store: Any) -> View:
+    return View(store.query_rows)
+
+
+def serve_route(request: Any, context: Any) -> Any:
+    """serve's handler for /ui (registered in thinkmeter.serve.routes): the view on serve's read-only store."""
+    from thinkmeter.serve.http import Response as ServeResponse
+
+    answer = _view_on(context.store).handle(request.path, {name: [value] for name, value in request.params.items()})
+    return ServeResponse(answer.status, answer.body, answer.content_type, dict(answer.headers))
