@@ -35,9 +35,9 @@ READER = "thinkmeter_reader"
 def all_queries(seeded) -> list[tuple[str, str]]:
     """(name, SQL as it reaches ClickHouse) for every panel, variable and alert query."""
     queries = []
-    for param in PANEL_QUERIES:
+    for index, param in enumerate(PANEL_QUERIES):  # ids repeat where two panels share a title
         dashboard, panel, query, range_name = param.values
-        queries.append((param.id, expand_panel_query(query.sql, time_range(range_name), selections(seeded))))
+        queries.append((f"{index}:{param.id}", expand_panel_query(query.sql, time_range(range_name), selections(seeded))))
     variables = {v.name: v for d in DASHBOARDS for v in d.variables if isinstance(v, QueryVariable)}
     for name, variable in variables.items():
         queries.append((f"variable/{name}", expand_panel_query(variable.sql, time_range("1h"))))
