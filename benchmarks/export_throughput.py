@@ -1,12 +1,12 @@
-"""Export throughput into the embedded store, and what exporting costs the caller.
+"""Export throughput: the application's export thread (spans -> segments) and serve's ingest.
 
     python benchmarks/export_throughput.py [--quick] [--spans N]
 
-1. Stages: CPU per span of each step of the export thread (spans -> columns, insert into chDB with its
-   materialized views; and the spool fallback used while another process holds the store), i.e. the
-   spans/s one core sustains.
+1. Stages: CPU per span of each step of the application's export thread (spans -> columns, columns ->
+   Native block, segment write), i.e. the spans/s one core sustains; then serve's side, the ingest of
+   those segments into chDB with its materialized views.
 2. Sustained: a caller hands N finished spans to ClickHouseSpanProcessor.on_end as fast as the queue
-   takes them; spans/s until force_flush has them all in the store, spans dropped, and the caller's
+   takes them; spans/s until force_flush has them all in segments, spans dropped, and the caller's
    on_end latency percentiles while the export thread works (the GIL is shared: this is the "never
    blocked" figure).
 """
@@ -29,7 +29,7 @@ from opentelemetry.trace import SpanKind
 from thinkmeter.config import Settings
 from thinkmeter.export import ClickHouseSpanProcessor, spans_to_columns
 from thinkmeter.schemas import semconv as sc
-from thinkmeter.spool import ingest_spool, insert_batch, new_batch_id, write_batch
+from thinkmeter.segments import TRACES_TABLE, SegmentWriter, ingest_segments, trace_block
 from thinkmeter.store import embedded_store, ensure_schema
 
 MODELS = ("o4-mini", "gpt-5", "gpt-5-mini", "claude-sonnet-4-5", "gemini-2.5-pro", "qwen3-32b")
@@ -70,35 +70,34 @@ def _per_span_us(seconds: float, spans: int) -> float:
 
 def stages(spans: list[ReadableSpan], batch: int, data_dir: Path) -> None:
     settings = Settings(data_dir=data_dir)
+    writer = SegmentWriter(settings.segments_dir, 1 << 40)
     batches = [spans[i : i + batch] for i in range(0, len(spans), batch)]
     n = len(spans)
+    trace_block(spans_to_columns(batches[0]))  # warm-up
+    t0 = time.process_time()
+    columns = [spans_to_columns(b) for b in batches]
+    to_columns = time.process_time() - t0
+    t0 = time.process_time()
+    blocks = [trace_block(c) for c in columns]
+    to_blocks = time.process_time() - t0
+    t0 = time.process_time()
+    for block in blocks:
+        writer.write(TRACES_TABLE, block)
+    write = time.process_time() - t0
+    total = to_columns + to_blocks + write
+    print(f"stages, {n} spans in batches of {batch} (application's export thread, CPU per span):")
+    print(f"  spans_to_columns           {_per_span_us(to_columns, n):7.2f} us")
+    print(f"  columns -> Native block    {_per_span_us(to_blocks, n):7.2f} us  ({sum(map(len, blocks)) / n:.0f} bytes/span)")
+    print(f"  segment write              {_per_span_us(write, n):7.2f} us")
+    print(f"  export path total          {_per_span_us(total, n):7.2f} us  -> {n / total:,.0f} spans/s per core")
     with embedded_store(settings) as client:
         ensure_schema(client, settings)
-        insert_batch(client, new_batch_id(), spans_to_columns(batches[0]))  # warm-up: first parts, caches
-        t0 = time.process_time()
-        columns = [spans_to_columns(b) for b in batches]
-        to_columns = time.process_time() - t0
         t0, w0 = time.process_time(), time.perf_counter()
-        for c in columns:
-            insert_batch(client, new_batch_id(), c)
-        insert_cpu, insert_wall = time.process_time() - t0, time.perf_counter() - w0
-        t0 = time.process_time()
-        for c in columns:
-            write_batch(settings.spool_dir, c)
-        spool_write = time.process_time() - t0
-        t0, w0 = time.process_time(), time.perf_counter()
-        ingest_spool(client, settings.spool_dir)
+        ingest_segments(client, settings.segments_dir)
         ingest_cpu, ingest_wall = time.process_time() - t0, time.perf_counter() - w0
         stored = client.query("SELECT count() FROM llm_calls").result_rows[0][0]
-    total = to_columns + insert_cpu
-    print(f"stages, {n} spans in batches of {batch} (process CPU per span, chDB's threads included):")
-    print(f"  spans_to_columns           {_per_span_us(to_columns, n):7.2f} us")
-    print(f"  insert into chDB (+ MVs)   {_per_span_us(insert_cpu, n):7.2f} us cpu, {_per_span_us(insert_wall, n):7.2f} us wall")
-    print(f"  export path total          {_per_span_us(total, n):7.2f} us  -> {n / total:,.0f} spans/s per core"
-          f"  (target >= 100,000)")
-    print(f"  fallback while another process holds the store: spool write {_per_span_us(spool_write, n):.2f} us, "
-          f"later read + insert {_per_span_us(ingest_cpu, n):.2f} us cpu ({_per_span_us(ingest_wall, n):.2f} us wall)"
-          f"  [{stored:,} rows in llm_calls]")
+    print(f"  serve's ingest (chDB + MVs) {_per_span_us(ingest_cpu, n):6.2f} us cpu, {_per_span_us(ingest_wall, n):.2f} us wall"
+          f" -> {n / ingest_wall:,.0f} spans/s  [{stored:,} rows in llm_calls]")
 
 
 def sustained(spans: list[ReadableSpan], total: int, batch: int, data_dir: Path) -> None:
@@ -127,7 +126,7 @@ def sustained(spans: list[ReadableSpan], total: int, batch: int, data_dir: Path)
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] / 1000
 
     print(f"\nsustained, {total} spans through ClickHouseSpanProcessor (batch_size={batch}, flush_interval_s=0.2):")
-    print(f"  offered in {offered:.2f} s, all in the store after {elapsed:.2f} s (complete={done}, "
+    print(f"  offered in {offered:.2f} s, all in segments after {elapsed:.2f} s (complete={done}, "
           f"dropped={processor.dropped_spans}) -> {total / elapsed:,.0f} spans/s end to end")
     print(f"  caller on_end: p50 {pct(0.5):.2f} us  p99 {pct(0.99):.2f} us  p99.9 {pct(0.999):.2f} us  "
           f"max {latencies[-1] / 1000:.0f} us   (caller CPU {caller_cpu / total * 1e6:.2f} us/span)")

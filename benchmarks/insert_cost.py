@@ -3,7 +3,7 @@
     python benchmarks/insert_cost.py [--rows N] [--repeat K]
 
 Inserts the same small batch K times each way and prints wall and process CPU per insert: the
-exporter's insert (deduplication token, every materialized view deduplicated), the same without the
+segment ingest's insert (deduplication token, every materialized view deduplicated), the same without the
 deduplication settings, a copy of otel_traces with no views, and a one-column table.
 """
 
@@ -20,8 +20,7 @@ from export_throughput import realistic_spans
 
 from thinkmeter.config import Settings
 from thinkmeter.export import spans_to_columns
-from thinkmeter.schemas.tables import TRACES
-from thinkmeter.spool import TRACE_COLUMN_NAMES, insert_batch, new_batch_id
+from thinkmeter.segments import TRACE_COLUMNS, TRACE_COLUMN_NAMES, TRACES_TABLE, insert_blocks, new_segment_id, trace_block
 from thinkmeter.store import embedded_store, ensure_schema
 
 
@@ -41,12 +40,14 @@ def main() -> None:
     args = parser.parse_args()
     columns = spans_to_columns(realistic_spans(args.rows))
     data = [columns[name] for name in TRACE_COLUMN_NAMES]
+    types = [type_name for _, type_name in TRACE_COLUMNS]
+    block = trace_block(columns)
     root = Path(tempfile.mkdtemp(prefix="thinkmeter-bench-insert-"))
     settings = Settings(data_dir=root)
 
     def plain_insert(client, table: str) -> Callable[[], object]:
         return lambda: client.insert(
-            table, data, column_names=TRACE_COLUMN_NAMES, column_type_names=TRACES.column_types, column_oriented=True
+            table, data, column_names=TRACE_COLUMN_NAMES, column_type_names=types, column_oriented=True
         )
 
     try:
@@ -56,7 +57,11 @@ def main() -> None:
             client.command("CREATE TABLE otel_traces_no_views AS otel_traces")
             client.command("CREATE TABLE one_column (a UInt64) ENGINE = MergeTree ORDER BY a")
             print(f"one insert of {args.rows} spans, mean of {args.repeat} ({views} materialized views in the store):")
-            timed("exporter's insert (dedup token, views deduped)", lambda: insert_batch(client, new_batch_id(), columns), args.repeat)
+            timed(
+                "serve's insert (dedup token, views deduped)",
+                lambda: insert_blocks(client, TRACES_TABLE, None, new_segment_id(), [block]),
+                args.repeat,
+            )
             timed("same insert, no deduplication settings", plain_insert(client, "otel_traces"), args.repeat)
             timed("otel_traces copy without views", plain_insert(client, "otel_traces_no_views"), args.repeat)
             timed("one UInt64 into a one-column table", lambda: client.command("INSERT INTO one_column VALUES (1)"), args.repeat)

@@ -34,18 +34,23 @@ EngineSpec = str | Mapping[str, object]  # a URL, or {"url": ..., "engine": ...,
 
 
 class StoreSink:
-    """Writes points into the configured store's otel_metrics_* tables, one short session per write."""
+    """Writes points into the configured store's otel_metrics_* tables: a ClickHouse server directly,
+    the embedded store as segments (`thinkmeter serve` ingests them; this process never opens it)."""
 
     def __init__(self, settings: Settings, resource: dict[str, str] | None = None) -> None:
+        from thinkmeter.segments import SegmentWriter
         from thinkmeter.store import store_database
 
         self.settings = settings
         self.writer = MetricsTableWriter(database=store_database(settings), resource=resource)
+        self.segments = None if settings.clickhouse_url else SegmentWriter(settings.segments_dir, settings.segments_max_bytes)
 
     def __call__(self, points: Sequence[MetricPoint]) -> None:
+        if self.segments is not None:
+            self.writer.write(self.segments, points)
+            return
         from thinkmeter.store import store_session
 
-        # A short lock wait: another process may hold the embedded store; the points wait for the next round.
         with store_session(self.settings, timeout_s=_STORE_LOCK_TIMEOUT_S) as client:
             self.writer.write(client, points)
 

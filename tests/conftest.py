@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from thinkmeter.config import Settings
 from thinkmeter.export import ClickHouseSpanProcessor
+from thinkmeter.segments import ingest_segments
 from thinkmeter.store import store_session
 
 
@@ -48,8 +49,8 @@ def store_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 def store(store_settings: Settings) -> Iterator[Client]:
     """A clickhouse-connect client on the session store (schema applied), held for one test.
 
-    While it is open other processes cannot reach the store (their spans wait in the spool); exporters
-    in this process share it.
+    While it is open other processes cannot open the store; exporters never need it (they write
+    segments: `ingest` stores them).
     """
     with store_session(store_settings) as client:
         yield client
@@ -59,6 +60,12 @@ def store(store_settings: Settings) -> Iterator[Client]:
 def service_name() -> str:
     """A ServiceName no other test uses, to find this test's rows."""
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def ingest(settings: Settings) -> int:
+    """What `thinkmeter serve` does every second: the segments written so far go into the store."""
+    with store_session(settings) as client:
+        return ingest_segments(client, settings.segments_dir)
 
 
 TracedFactory = Callable[..., tuple[TracerProvider, ClickHouseSpanProcessor]]

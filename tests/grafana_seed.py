@@ -21,7 +21,7 @@ from thinkmeter.collectors.metrics_table import MetricsTableWriter
 from thinkmeter.schemas import semconv as sc
 
 import thinkmeter
-from tests.conftest import make_traced
+from tests.conftest import ingest, make_traced
 from tests.engine_servers import EngineServer
 from tests.nvml_stand_in import StandInGpu, stand_in_nvml
 from thinkmeter.config import Settings
@@ -70,6 +70,7 @@ def instrumented_client(settings: Settings, service: str) -> Iterator[openai.Ope
             thinkmeter.uninstrument()
     assert processor.force_flush(60_000), "the exporter did not flush the seeded spans"
     provider.shutdown()
+    ingest(settings)
 
 
 def make_calls(client: openai.OpenAI, calls: Iterable[Call], concurrency: int = 4) -> int:
@@ -148,3 +149,4 @@ def seed_engine_context_spans(settings: Settings, service: str, kv_usages: Itera
             })
     assert processor.force_flush(30_000)
     provider.shutdown()
+    ingest(settings)

@@ -16,7 +16,7 @@ import pytest
 import thinkmeter
 from thinkmeter.config import Settings
 from thinkmeter.export import ClickHouseSpanProcessor
-from thinkmeter.spool import pending_batches
+from thinkmeter.segments import kept_segments
 from thinkmeter.store import store_label
 
 SECRET = "s3cr3t-Pa55"
@@ -147,10 +147,10 @@ def test_password_stays_out_of_labels_reprs_and_export_logs(
     with caplog.at_level(logging.DEBUG):
         with provider.get_tracer("thinkmeter").start_as_current_span("chat m"):
             pass
-        assert not processor.force_flush(3_000)  # the server is down: kept in the spool
+        assert not processor.force_flush(3_000)  # the server is down: kept as a segment
         provider.shutdown()
-    assert pending_batches(settings.spool_dir)
-    assert "could not write spans" in caplog.text or "spool" in caplog.text
+    assert kept_segments(settings.segments_dir)
+    assert "could not write spans" in caplog.text or "segments" in caplog.text
     assert SECRET not in caplog.text
 
 

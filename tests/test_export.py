@@ -1,4 +1,5 @@
-"""The span path end to end: real OTel SDK spans -> ClickHouseSpanProcessor -> real chDB tables."""
+"""The span path end to end: real OTel SDK spans -> ClickHouseSpanProcessor -> segments -> real chDB tables
+(ingested as `thinkmeter serve` does), and into a server with segments kept while it is down."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.conftest import TracedFactory, finish_span_emitter, make_traced, star
 from thinkmeter.config import Settings
 from thinkmeter.export import ClickHouseSpanProcessor, attribute_value, build_span_processor
 from thinkmeter.schemas import semconv as sc
-from thinkmeter.spool import ingest_spool, pending_batches
+from thinkmeter.segments import ingest_segments, pending_segments
 from thinkmeter.store import store_session
 
 FULL_CALL = {
@@ -127,7 +128,7 @@ def _rows(store: Client, sql: str, service_name: str) -> list[dict]:
 
 
 def test_sdk_spans_land_in_otel_traces_llm_calls_and_the_rollup(
-    traced: TracedFactory, store: Client, service_name: str
+    traced: TracedFactory, store: Client, store_settings: Settings, service_name: str
 ) -> None:
     provider, processor = traced()
     tracer = provider.get_tracer("thinkmeter", "1.2.3")
@@ -145,6 +146,7 @@ def test_sdk_spans_land_in_otel_traces_llm_calls_and_the_rollup(
     assert processor.force_flush(30_000)
 
     assert processor.pending_spans == 0
+    assert ingest_segments(store, store_settings.segments_dir) >= 3
     full_ctx, parent_ctx = full.get_span_context(), parent.get_span_context()
     [trace] = _rows(
         store,
@@ -240,10 +242,11 @@ def test_attribute_values_are_encoded_like_the_collector(value: object, stored: 
     assert attribute_value(value) == stored
 
 
-def test_processes_sharing_the_embedded_store_each_store_every_span_once(
+def test_processes_writing_segments_at_once_each_store_every_span_once(
     store_settings: Settings, service_name: str
 ) -> None:
-    # This process does not hold the store: the three children take turns with it while they run.
+    # Three processes write segments into one data dir at once, with no lock between them; the next
+    # reader ingests them.
     per_process = 150
     services = [f"{service_name}-{i}" for i in range(3)]
     emitters = [start_span_emitter(store_settings.data_dir, s, per_process, 60_000) for s in services]
@@ -263,7 +266,7 @@ def test_processes_sharing_the_embedded_store_each_store_every_span_once(
 
 
 def test_full_queue_drops_and_counts_without_blocking(
-    traced: TracedFactory, store: Client, service_name: str, caplog: pytest.LogCaptureFixture
+    traced: TracedFactory, store: Client, store_settings: Settings, service_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The export thread only wakes on force_flush: with 5 slots, 15 of 20 spans must be dropped.
     provider, processor = traced(queue_size=5, batch_size=1_000, flush_interval_s=3_600)
@@ -281,13 +284,14 @@ def test_full_queue_drops_and_counts_without_blocking(
         assert processor.force_flush(30_000)
 
     assert processor.pending_spans == 0
+    ingest_segments(store, store_settings.segments_dir)
     spans = store.query(
         "SELECT count() FROM otel_traces WHERE ServiceName = {service:String}", parameters={"service": service_name}
     )
     assert spans.first_row[0] == 5
 
 
-def test_unreachable_server_keeps_spans_in_the_spool(
+def test_unreachable_server_keeps_spans_as_segments(
     tmp_path: Path, store: Client, service_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with socket.socket() as probe:  # a loopback port nobody listens on
@@ -304,9 +308,9 @@ def test_unreachable_server_keeps_spans_in_the_spool(
         provider.shutdown()
 
     assert any("could not write spans" in record.message for record in caplog.records)
-    assert len(pending_batches(settings.spool_dir)) >= 1
-    # The batches are ordinary spool batches: once a store is reachable they go in, once.
-    ingest_spool(store, settings.spool_dir)
+    assert len(pending_segments(settings.segments_dir)) >= 1
+    # They are ordinary segments: once a store is reachable they go in, once.
+    ingest_segments(store, settings.segments_dir)
     spans = store.query(
         "SELECT count() FROM otel_traces WHERE ServiceName = {service:String}", parameters={"service": service_name}
     )
@@ -342,23 +346,23 @@ def test_forked_child_gets_its_own_empty_exporter(traced: TracedFactory) -> None
     assert processor.pending_spans == 1  # the parent's span is still the parent's to export
 
 
-def test_forked_child_of_a_store_user_spools_instead_of_hanging(
+def test_forked_child_of_a_store_user_writes_segments_without_touching_the_store(
     traced: TracedFactory, store: Client, store_settings: Settings, service_name: str
 ) -> None:
     """chDB's engine hangs a process forked after it started (this test process has it running): the
-    child must spool its spans, quickly, for the parent to ingest."""
+    child's exporter only writes a segment, quickly, for the store's owner to ingest."""
     provider, processor = traced()
     pid = os.fork()
     if pid == 0:  # child: report through the exit status only, and leave without running any cleanup
         with provider.get_tracer("thinkmeter").start_as_current_span("chat forked-child"):
             pass
         started = time.monotonic()
-        processor.force_flush(5_000)  # False: the span waits in the spool, not in the store
-        os._exit(0 if time.monotonic() - started < 1.0 else 1)
+        flushed = processor.force_flush(5_000)
+        os._exit(0 if flushed and time.monotonic() - started < 1.0 else 1)
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "the child waited for a store it cannot open"
+    assert os.waitstatus_to_exitcode(status) == 0, "the child could not write its segment at once"
 
-    ingest_spool(store, store_settings.spool_dir)
+    ingest_segments(store, store_settings.segments_dir)
     assert _rows(store, "SELECT SpanName FROM otel_traces WHERE ServiceName = {service:String}", service_name) == [
         {"SpanName": "chat forked-child"}
     ]

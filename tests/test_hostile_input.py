@@ -91,7 +91,9 @@ SQL_SOURCES = [
     "thinkmeter/reports.py",
     "thinkmeter/store.py",
     "thinkmeter/demo.py",
-    "thinkmeter/spool.py",
+    "thinkmeter/segments.py",
+    "thinkmeter/serve/server.py",
+    "thinkmeter/serve/http.py",
 ]
 # A query built by formatting: f"...{x}..." or "...".format / % inside a query()/command() call.
 _FORMATTED_SQL = re.compile(

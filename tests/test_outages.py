@@ -1,10 +1,7 @@
-"""Outages, restarts and crashes, with real processes and a store that is really unavailable.
-
-The embedded store is made unavailable by another process holding it (thinkmeter's store lock and the
-chDB directory); writers restart during the outage and one is SIGKILLed in the middle of ingesting the
-spool. A ClickHouse server outage is a closed loopback port, then a loopback server answering 500 (no
-ClickHouse server binary runs here: Debian's clickhouse-server 18.16 predates the schema's types).
-Every case counts spans sent, stored, lost and stored twice.
+"""Outages of a ClickHouse server, with real processes: a closed loopback port, then a loopback server
+answering 500 (no ClickHouse server binary runs here: Debian's clickhouse-server 18.16 predates the
+schema's types), and a full disk under the segments. Every case counts spans sent, stored, lost and
+stored twice. (Outages and crashes of `thinkmeter serve` itself: tests/test_serve.py.)
 """
 
 from __future__ import annotations
@@ -13,23 +10,21 @@ import http.server
 import json
 import logging
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clickhouse_connect.driver.client import Client
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from thinkmeter.config import Settings
 from thinkmeter.export import ClickHouseSpanProcessor
-from thinkmeter.spool import BATCH_SUFFIX, pending_batches, read_batch
+from thinkmeter.segments import kept_segments
 
 PRELUDE = """
 import json, sys, time
@@ -39,44 +34,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from thinkmeter.config import Settings
 settings = Settings(data_dir=Path(sys.argv[1]), flush_interval_s=0.05, batch_size=10)
 """
-# Emits spans numbered [start, start + count), flushes briefly, reports; "linger" keeps it running
-# (retrying the spool) until it is killed.
-PRODUCER = (
-    PRELUDE
-    + """
-from thinkmeter.export import ClickHouseSpanProcessor
-service, start, count, mode = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-processor = ClickHouseSpanProcessor(settings)
-provider = TracerProvider(resource=Resource.create({"service.name": service}))
-provider.add_span_processor(processor)
-tracer = provider.get_tracer("thinkmeter")
-for i in range(start, start + count):
-    with tracer.start_as_current_span("chat m") as span:
-        span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "test.seq": i})
-flushed = processor.force_flush(300)
-print(json.dumps({"flushed": flushed, "dropped": processor.dropped_spans}), flush=True)
-if mode == "linger":
-    time.sleep(600)
-provider.shutdown()
-"""
-)
-# Holds the embedded store (lock and chDB directory) until killed.
-HOLDER = (
-    PRELUDE
-    + """
-from thinkmeter.store import embedded_store
-with embedded_store(settings, 30) as client:
-    client.query("SELECT 1")
-    print("holding", flush=True)
-    time.sleep(600)
-"""
-)
-# Opens the store (which ingests the spool) and counts one service's rows.
+# Opens the store (which ingests the pending segments) and counts one service's rows.
 READER = (
     PRELUDE
     + """
 from thinkmeter.store import store_session
-from thinkmeter.spool import pending_batches
+from thinkmeter.segments import pending_segments
 service = sys.argv[2]
 with store_session(settings) as client:
     p = {"s": service}
@@ -84,7 +47,7 @@ with store_session(settings) as client:
         "SELECT count(), uniqExact(SpanAttributes['test.seq']) FROM otel_traces WHERE ServiceName = {s:String}", parameters=p
     ).result_rows[0]
     calls = client.query("SELECT count() FROM llm_calls WHERE ServiceName = {s:String}", parameters=p).result_rows[0][0]
-print(json.dumps({"rows": rows, "distinct": distinct, "llm_calls": calls, "spooled": len(pending_batches(settings.spool_dir))}))
+print(json.dumps({"rows": rows, "distinct": distinct, "llm_calls": calls, "pending": len(pending_segments(settings.segments_dir))}))
 """
 )
 
@@ -98,29 +61,11 @@ def start(script: str, *args: object) -> subprocess.Popen[str]:
     )
 
 
-def first_line(process: subprocess.Popen[str], timeout_s: float = 120) -> str:
-    result: list[str] = []
-    reader = threading.Thread(
-        target=lambda: result.append(process.stdout.readline()), daemon=True
-    )  # type: ignore[union-attr]
-    reader.start()
-    reader.join(timeout_s)
-    assert result and result[0], (
-        f"no output from child: {process.stderr.read() if process.poll() is not None else '(still running)'}"
-    )  # type: ignore[union-attr]
-    return result[0].strip()
-
-
 def read_store(data_dir: Path, service: str) -> dict[str, int]:
     reader = start(READER, data_dir, service)
     out, err = reader.communicate(timeout=120)
     assert reader.returncode == 0, err
     return json.loads(out.strip().splitlines()[-1])
-
-
-def kill(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.wait(30)
 
 
 def report(request: pytest.FixtureRequest, text: str) -> None:
@@ -130,51 +75,6 @@ def report(request: pytest.FixtureRequest, text: str) -> None:
     if reporter is not None and capture is not None:
         with capture.global_and_fixture_disabled():
             reporter.write_line(f"\ntest_outages: {text}")
-
-
-def test_store_outage_restart_and_sigkill_mid_ingest(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    data_dir, service, per_writer = tmp_path / "data", "outage", 300
-    holder = start(HOLDER, data_dir)
-    try:
-        assert first_line(holder) == "holding"
-        # Writer 1 runs and exits during the outage (a restart): its spans wait in the spool.
-        writer1 = start(PRODUCER, data_dir, service, 0, per_writer, "exit")
-        assert json.loads(first_line(writer1))["flushed"] is False
-        assert writer1.wait(60) == 0
-        # Writer 2 starts during the outage and stays up, retrying the spool.
-        writer2 = start(PRODUCER, data_dir, service, per_writer, per_writer, "linger")
-        assert json.loads(first_line(writer2))["dropped"] == 0
-    finally:
-        kill(holder)  # the outage ends (and the holder crashes while holding the store)
-    spool = data_dir / "spool"
-    spooled = len(pending_batches(spool))
-    assert spooled == 2 * per_writer // 10
-    # A copy of one batch stands for a crash between its insert and its deletion from the spool.
-    replay = tmp_path / "replay"
-    shutil.copy(pending_batches(spool)[0], replay)
-    # Writer 2 now ingests the spool: SIGKILL it once part (not all) of the spool is in the store.
-    deadline = time.monotonic() + 60
-    while (
-        len(pending_batches(spool)) > spooled * 2 // 3 and time.monotonic() < deadline
-    ):
-        time.sleep(0.002)
-    left_at_kill = len(pending_batches(spool))
-    kill(writer2)
-    assert 0 < left_at_kill < spooled, (
-        "the kill should land in the middle of the ingest"
-    )
-    shutil.copy(replay, spool / f"{read_batch(replay)[0]}{BATCH_SUFFIX}")
-    counts = read_store(data_dir, service)
-    sent = 2 * per_writer
-    report(
-        request,
-        f"embedded outage: sent {sent}, stored {counts['distinct']}, lost {sent - counts['distinct']}, "
-        f"stored twice {counts['rows'] - counts['distinct']} (writer SIGKILLed with {left_at_kill}/{spooled} batches "
-        "left, one batch replayed)",
-    )
-    assert counts == {"rows": sent, "distinct": sent, "llm_calls": sent, "spooled": 0}
 
 
 class RefusingServer(http.server.ThreadingHTTPServer):
@@ -225,16 +125,17 @@ def emit(
     return processor
 
 
-def spooled_seqs(spool: Path) -> list[str]:
+def kept_seqs(segments: Path, store: Client) -> list[str]:
+    """test.seq of every span kept in the segments, read by ClickHouse itself (file(..., Native))."""
     return [
-        attrs["test.seq"]
-        for path in pending_batches(spool)
-        for attrs in read_batch(path)[1]["SpanAttributes"]
+        row[0]
+        for path in kept_segments(segments)
+        for row in store.query(f"SELECT SpanAttributes['test.seq'] FROM file('{path}', Native)").result_rows
     ]
 
 
 def test_server_refusing_then_failing_keeps_every_span_once(
-    tmp_path: Path, server_500: int, request: pytest.FixtureRequest
+    tmp_path: Path, server_500: int, store: Client, request: pytest.FixtureRequest
 ) -> None:
     data_dir = tmp_path / "data"
     refused = Settings(
@@ -250,27 +151,27 @@ def test_server_refusing_then_failing_keeps_every_span_once(
     assert (
         emit(failing, "server-outage", 200, 200).dropped_spans == 0
     )  # a restart, pointing at the 500 server
-    seqs = spooled_seqs(data_dir / "spool")
-    # The server comes back: here the embedded store stands in for it and takes the spool.
+    seqs = kept_seqs(data_dir / "segments", store)
+    # The server comes back: here the embedded store stands in for it and takes the segments.
     counts = read_store(data_dir, "server-outage")
     report(
         request,
-        f"server outage: sent 400, spooled {len(seqs)} ({len(set(seqs))} distinct), stored {counts['distinct']}, "
+        f"server outage: sent 400, kept {len(seqs)} ({len(set(seqs))} distinct), stored {counts['distinct']}, "
         f"stored twice {counts['rows'] - counts['distinct']}",
     )
     assert sorted(map(int, seqs)) == list(range(400))
-    assert counts == {"rows": 400, "distinct": 400, "llm_calls": 400, "spooled": 0}
+    assert counts == {"rows": 400, "distinct": 400, "llm_calls": 400, "pending": 0}
 
 
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs as the spool (needs root); skipped where mounting is not allowed."""
-    spool = tmp_path / "data" / "spool"
-    spool.mkdir(parents=True)
+    """A 64 KiB tmpfs as the segments directory (needs root); skipped where mounting is not allowed."""
+    segments = tmp_path / "data" / "segments"
+    segments.mkdir(parents=True)
     mounted = (
         os.geteuid() == 0
         and subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(spool)],
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(segments)],
             capture_output=True,
             check=False,
         ).returncode
@@ -281,11 +182,11 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
             "cannot mount a small tmpfs here (needs root); disk-full is not simulated"
         )
     yield tmp_path / "data"
-    subprocess.run(["umount", str(spool)], check=True)
+    subprocess.run(["umount", str(segments)], check=True)
 
 
-def test_full_spool_disk_drops_with_a_counter_and_one_log_line(
-    full_disk: Path, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+def test_full_segments_disk_drops_with_a_counter_and_one_log_line(
+    full_disk: Path, store: Client, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
 ) -> None:
     settings = Settings(
         clickhouse_url=f"http://w:pw@127.0.0.1:{closed_port()}/db",
@@ -298,15 +199,15 @@ def test_full_spool_disk_drops_with_a_counter_and_one_log_line(
         processor = emit(
             settings, "full-disk", 0, sent
         )  # never raises into the caller, never blocks it
-    kept = len(spooled_seqs(full_disk / "spool"))
+    kept = len(kept_seqs(full_disk / "segments", store))
     report(
         request,
-        f"full spool disk: sent {sent}, spooled {kept}, dropped and counted {processor.dropped_spans}",
+        f"full segments disk: sent {sent}, kept {kept}, dropped and counted {processor.dropped_spans}",
     )
     assert processor.dropped_spans > 0 and kept + processor.dropped_spans == sent
     lines = [
         r.getMessage()
         for r in caplog.records
-        if "cannot write a span batch to the spool" in r.getMessage()
+        if "cannot write a segment" in r.getMessage()
     ]
     assert len(lines) == 1 and "No space left on device" in lines[0]

@@ -1,8 +1,7 @@
-"""Schema, store sessions and the spool, against the session's real embedded ClickHouse (chDB)."""
+"""Schema, store sessions and segment ingest, against the session's real embedded ClickHouse (chDB)."""
 
 from __future__ import annotations
 
-import gzip
 import uuid
 from pathlib import Path
 
@@ -18,7 +17,15 @@ from thinkmeter.cli import main
 from thinkmeter.config import Settings
 from thinkmeter.export import spans_to_columns
 from thinkmeter.schemas.ddl import SQL_DIR, render
-from thinkmeter.spool import BATCH_SUFFIX, TRACE_COLUMN_NAMES, ingest_spool, pending_batches, write_batch
+from thinkmeter.segments import (
+    SEGMENT_SUFFIX,
+    TRACE_COLUMN_NAMES,
+    TRACES_TABLE,
+    SegmentWriter,
+    ingest_segments,
+    pending_segments,
+    trace_block,
+)
 from thinkmeter.store import apply_schema, query_rows, server_client_args, store_session
 
 SCHEMA_FILES = sorted(path.name for path in SQL_DIR.glob("*.sql"))
@@ -125,11 +132,11 @@ def test_server_url_is_parsed_into_client_arguments() -> None:
         server_client_args("tcp://ch:9000")
 
 
-# ------------------------------------------------------------------------------------------------- spool
+# ---------------------------------------------------------------------------------------------- segments
 
 
 def _llm_span_columns(service_name: str, count: int) -> dict[str, list]:
-    """otel_traces columns of `count` real SDK spans, as the exporter would spool them."""
+    """otel_traces columns of `count` real SDK spans, as the exporter writes them."""
     memory = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -160,54 +167,58 @@ def _stored(store: Client, service_name: str) -> tuple[int, int, int, int]:
     return traces, distinct, calls.first_row[0], hourly.first_row[0]
 
 
+def _write_segment(directory: Path, service_name: str, count: int) -> Path:
+    return SegmentWriter(directory, 1 << 30).write(TRACES_TABLE, trace_block(_llm_span_columns(service_name, count)))
+
+
 def test_batch_reingested_after_a_crash_is_stored_once(store: Client, service_name: str, tmp_path: Path) -> None:
-    spool_dir = tmp_path / "spool"
-    batch = write_batch(spool_dir, _llm_span_columns(service_name, 3))
-    contents = batch.read_bytes()
+    segments = tmp_path / "segments"
+    written = [_write_segment(segments, service_name, 3), _write_segment(segments, service_name, 2)]
+    contents = {path.name: path.read_bytes() for path in written}
 
-    assert ingest_spool(store, spool_dir) == 3
-    assert pending_batches(spool_dir) == []
-    assert _stored(store, service_name) == (3, 3, 3, 3)
+    assert ingest_segments(store, segments) == 5  # one insert: both segments in one claimed batch
+    assert pending_segments(segments) == []
+    assert _stored(store, service_name) == (5, 5, 5, 5)
 
-    # kill -9 between the insert and the delete: the same finished batch is still in the spool.
-    batch.write_bytes(contents)
-    ingest_spool(store, spool_dir)
-    batch.write_bytes(contents)
-    ingest_spool(store, spool_dir)
+    # kill -9 between the insert and the deletion of the claim: the claim is still there.
+    claim = segments / ".claimed" / f"{TRACES_TABLE}.{written[0].name[len(TRACES_TABLE) + 1 : -len(SEGMENT_SUFFIX)]}+2"
+    claim.mkdir(parents=True)
+    for name, data in contents.items():
+        (claim / name).write_bytes(data)
+    assert ingest_segments(store, segments) == 5
+    assert not claim.exists()
+    assert _stored(store, service_name) == (5, 5, 5, 5)
 
-    assert pending_batches(spool_dir) == []
-    assert _stored(store, service_name) == (3, 3, 3, 3)
 
+def test_unreadable_segment_is_set_aside_and_the_rest_ingested(store: Client, service_name: str, tmp_path: Path) -> None:
+    segments = tmp_path / "segments"
+    good = _write_segment(segments, service_name, 2)
+    truncated = _write_segment(segments, service_name, 3)
+    truncated.write_bytes(truncated.read_bytes()[:-40])
+    garbage = segments / f"{TRACES_TABLE}.00000000000000000000-1-garbage{SEGMENT_SUFFIX}"
+    garbage.write_bytes(b"\x16\x02not a native block at all")
 
-def test_unreadable_batch_is_set_aside_and_the_rest_ingested(store: Client, service_name: str, tmp_path: Path) -> None:
-    spool_dir = tmp_path / "spool"
-    spool_dir.mkdir()
-    broken = spool_dir / f"00000000000000000000-1-broken{BATCH_SUFFIX}"
-    broken.write_bytes(gzip.compress(b'{"id": "x", "columns": {"Timestamp": []}}'))
-    truncated = spool_dir / f"00000000000000000001-1-truncated{BATCH_SUFFIX}"
-    truncated.write_bytes(gzip.compress(b'{"id": "y", "columns": {')[:-5])
-    write_batch(spool_dir, _llm_span_columns(service_name, 2))
+    assert ingest_segments(store, segments) == 2
 
-    assert ingest_spool(store, spool_dir) == 2
-
-    assert pending_batches(spool_dir) == []
-    assert broken.with_name(broken.name + ".bad").exists()
+    assert pending_segments(segments) == []
+    assert garbage.with_name(garbage.name + ".bad").exists()
     assert truncated.with_name(truncated.name + ".bad").exists()
+    assert not good.exists()
     assert _stored(store, service_name) == (2, 2, 2, 2)
 
 
-def test_spans_spooled_while_the_store_is_held_survive_the_process(store_settings: Settings, service_name: str) -> None:
+def test_segments_written_while_the_store_is_held_survive_the_process(store_settings: Settings, service_name: str) -> None:
     count = 40
     with store_session(store_settings) as client:
-        # Another process writes spans while this one holds the store, then exits.
-        result = finish_span_emitter(start_span_emitter(store_settings.data_dir, service_name, count, 500))
-        assert result == {"flushed": False, "dropped": 0}
-        assert pending_batches(store_settings.spool_dir)
+        # Another process writes spans while this one holds the store, then exits: it never waits for it.
+        result = finish_span_emitter(start_span_emitter(store_settings.data_dir, service_name, count, 30_000))
+        assert result == {"flushed": True, "dropped": 0}
+        assert pending_segments(store_settings.segments_dir)
         assert _stored(client, service_name) == (0, 0, 0, 0)
 
-        ingest_spool(client, store_settings.spool_dir)
+        ingest_segments(client, store_settings.segments_dir)
         assert _stored(client, service_name) == (count, count, count, count)
-        ingest_spool(client, store_settings.spool_dir)  # nothing left: a no-op
+        ingest_segments(client, store_settings.segments_dir)  # nothing left: a no-op
         assert _stored(client, service_name) == (count, count, count, count)
 
     rows = query_rows(

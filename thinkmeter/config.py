@@ -47,6 +47,9 @@ class Settings(BaseModel):
     # few large inserts cost less CPU and memory than many small ones.
     batch_size: int = Field(default=10_000, gt=0)
     flush_interval_s: float = Field(default=1.0, gt=0)
+    # Bound on the segments waiting for `thinkmeter serve` (or a server that is down): beyond it new
+    # batches are dropped and counted (~2 million spans per GiB).
+    segments_max_bytes: int = Field(default=1 << 30, gt=0)
     price_file: Path | None = None
     capture_content: bool = False
     # With capture on: each of gen_ai.input.messages / gen_ai.output.messages holds at most this many
@@ -75,8 +78,9 @@ class Settings(BaseModel):
         return url
 
     @property
-    def spool_dir(self) -> Path:
-        return self.data_dir / "spool"
+    def segments_dir(self) -> Path:
+        """Where applications write their rows for `thinkmeter serve` (see thinkmeter.segments)."""
+        return self.data_dir / "segments"
 
     @property
     def chdb_dir(self) -> Path:

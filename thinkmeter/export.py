@@ -1,9 +1,12 @@
-"""The span path: finished spans -> column-oriented otel_traces rows -> ClickHouse or the embedded store.
+"""The span path: finished spans -> column-oriented otel_traces rows -> segments or a ClickHouse server.
 
 The caller's thread only appends the finished span to a bounded queue. A daemon thread turns queued
-spans into otel_traces columns, encoded exactly as the OTel Collector's clickhouseexporter does, and
-inserts them into a server or the embedded store, spooling a batch when the server fails or another
-process holds the embedded store; spooled batches go in once the store can be reached again.
+spans into otel_traces columns, encoded exactly as the OTel Collector's clickhouseexporter does, as
+one Native block per batch, and either
+- writes it as a segment file under <data_dir>/segments (the default: the application never opens the
+  embedded store; `thinkmeter serve`, or the next reader, ingests segments in large batches), or
+- inserts it into the ClickHouse server at clickhouse_url (large batches, deduplicated by id),
+  keeping it as a segment when the server fails and retrying the segments on later flushes.
 """
 
 from __future__ import annotations
@@ -20,28 +23,30 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clickhouse_connect.driver.client import Client
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from thinkmeter.config import Settings
-from thinkmeter.spool import (
+from thinkmeter.segments import (
     TRACE_COLUMN_NAMES,
-    SpoolWriteError,
-    ingest_spool,
-    insert_batch,
-    new_batch_id,
-    pending_batches,
-    write_batch,
+    TRACES_TABLE,
+    SegmentWriteError,
+    SegmentWriter,
+    ingest_segments,
+    insert_blocks,
+    new_segment_id,
+    pending_segments,
+    trace_block,
 )
-from thinkmeter.store import KeptStore, StoreBusy, ensure_schema, open_client, store_database, store_label
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 log = logging.getLogger(__name__)
 
 _SHUTDOWN_JOIN_S = 30.0
-_SHUTDOWN_LOCK_WAIT_S = 2.0
 _EXPONENT_ZERO = re.compile(r"e([+-])0(\d)")
 
 # ------------------------------------------------------------------------------------ attribute encoding
@@ -217,63 +222,45 @@ def spans_to_columns(spans: Iterable[ReadableSpan]) -> dict[str, list[Any]]:
 # ------------------------------------------------------------------------------------------------- sinks
 
 
-class _EmbeddedSink:
-    """Insert straight into the store when no other process holds it, else spool the batch; ingest the
-    spool whenever this process can get the store.
-
-    The store stays open between batches (KeptStore) until another process waits for it: each chDB
-    session start costs native memory that is never returned. The direct insert skips the spool's JSON
-    round trip, whose json.dumps / json.loads of a whole batch hold the GIL (and so stall the
-    application's threads) for 100+ ms per 2,000 spans.
-    """
+class _SegmentSink:
+    """The embedded store's writer: each batch becomes one segment file for `thinkmeter serve` (or the
+    next reader) to ingest. The application never opens the store."""
 
     def __init__(self, settings: Settings):
-        self._settings = settings
-        self._store = KeptStore(settings)
+        self._writer = SegmentWriter(settings.segments_dir, settings.segments_max_bytes)
+        self.label = f"segments directory {settings.segments_dir}"
 
     def put(self, columns: dict[str, list[Any]]) -> None:
-        batch_id = new_batch_id()
-        try:
-            with self._store.session(0.0) as client:
-                insert_batch(client, batch_id, columns)
-            return
-        except StoreBusy:
-            pass  # another process has the store: the spool keeps the batch until it is free
-        except Exception:
-            # Same id in the spool: if the failed insert did land, the retry is deduplicated.
-            write_batch(self._settings.spool_dir, columns, batch_id)
-            raise
-        write_batch(self._settings.spool_dir, columns, batch_id)
+        self._writer.write(TRACES_TABLE, trace_block(columns))
 
-    def settle(self, lock_timeout_s: float) -> bool:
-        """Ingest the spool; False when batches stay spooled because another process holds the store."""
-        if not pending_batches(self._settings.spool_dir):
-            return True
-        try:
-            with self._store.session(lock_timeout_s) as client:
-                ingest_spool(client, self._settings.spool_dir)
-        except StoreBusy:
-            return False  # spooled batches are safe; whoever gets the store next ingests them
-        return not pending_batches(self._settings.spool_dir)
+    def settle(self) -> bool:
+        return True  # a written segment is as safe as a stored row
 
     def close(self) -> None:
-        self._store.close()
+        pass
 
 
 class _ServerSink:
-    """Insert straight into the server; on failure spool the batch and retry it on later flushes."""
+    """Insert each batch straight into the server; on failure keep it as a segment (same id, so a
+    failed insert that did land is not stored twice) and retry the segments on later flushes."""
 
     _MAX_BACKOFF_S = 60.0
 
     def __init__(self, settings: Settings):
+        from thinkmeter.store import store_database, store_label  # clickhouse-connect: only in server mode
+
         self._settings = settings
+        self.label = store_label(settings)
         self._database = store_database(settings)
+        self._writer = SegmentWriter(settings.segments_dir, settings.segments_max_bytes)
         self._client: Client | None = None
         self._failures = 0
         self._retry_at = 0.0
 
     def _connected(self) -> Client:
         if self._client is None:
+            from thinkmeter.store import ensure_schema, open_client
+
             client = open_client(self._settings)
             try:
                 ensure_schema(client, self._settings)
@@ -294,31 +281,32 @@ class _ServerSink:
         return time.monotonic() >= self._retry_at
 
     def put(self, columns: dict[str, list[Any]]) -> None:
-        batch_id = new_batch_id()
+        segment_id = new_segment_id()
+        block = trace_block(columns)
         if self._server_usable():
             try:
-                insert_batch(self._connected(), batch_id, columns, self._database)
+                insert_blocks(self._connected(), TRACES_TABLE, self._database, segment_id, [block])
                 self._failures = 0
                 return
             except Exception:
-                # Same id in the spool: if the failed insert did land, the retry is deduplicated.
-                write_batch(self._settings.spool_dir, columns, batch_id)
+                self._writer.write(TRACES_TABLE, block, segment_id)
                 self._failed()
                 raise
-        write_batch(self._settings.spool_dir, columns, batch_id)
+        self._writer.write(TRACES_TABLE, block, segment_id)
 
-    def settle(self, lock_timeout_s: float) -> bool:
-        if not pending_batches(self._settings.spool_dir):
+    def settle(self) -> bool:
+        directory = self._settings.segments_dir
+        if not pending_segments(directory):
             return True
         if not self._server_usable():
             return False
         try:
-            ingest_spool(self._connected(), self._settings.spool_dir, self._database)
+            ingest_segments(self._connected(), directory, self._database, one_per_insert=True)
         except Exception:
             self._failed()
             raise
         self._failures = 0
-        return not pending_batches(self._settings.spool_dir)
+        return not pending_segments(directory)
 
     def close(self) -> None:
         if self._client is not None:
@@ -343,7 +331,7 @@ class ClickHouseSpanProcessor(SpanProcessor):
         self._settings = settings
         self._capacity = settings.queue_size
         self._batch_size = settings.batch_size
-        self._sink = _ServerSink(settings) if settings.clickhouse_url else _EmbeddedSink(settings)
+        self._sink = _ServerSink(settings) if settings.clickhouse_url else _SegmentSink(settings)
         self._dropped = 0
         self._failing = False
         self._start_worker()
@@ -357,15 +345,15 @@ class ClickHouseSpanProcessor(SpanProcessor):
         self._requests: list[_FlushRequest] = []
         self._drop_lock = threading.Lock()
         self._dropping = False
-        self._spool_failing = False
+        self._segments_failing = False
         self._stopping = False
         self._worker = threading.Thread(target=self._run, name="thinkmeter-export", daemon=True)
         self._worker.start()
 
     @property
     def dropped_spans(self) -> int:
-        """Spans dropped since this processor started: the queue was full, or the store was out of
-        reach and the spool could not take them (disk full)."""
+        """Spans dropped since this processor started: the queue was full, or the segments directory
+        could not take them (full: nothing ingests it, or the disk is full)."""
         return self._dropped
 
     @property
@@ -388,12 +376,12 @@ class ClickHouseSpanProcessor(SpanProcessor):
         if len(queue) >= self._batch_size:
             self._wake.set()
 
-    def _spool_lost(self, count: int, exc: SpoolWriteError) -> None:
-        """The store could not take a batch and the spool neither (disk full): drop it, counted, and go on."""
+    def _segment_lost(self, count: int, exc: SegmentWriteError) -> None:
+        """No room for a batch's segment (nothing ingests them, or the disk is full): drop it, counted."""
         with self._drop_lock:
             self._dropped += count
-            first = not self._spool_failing
-            self._spool_failing = True
+            first = not self._segments_failing
+            self._segments_failing = True
         if first:
             log.error("thinkmeter: %s; dropping span batches until it has room (%d spans dropped so far)", exc, self._dropped)
 
@@ -419,54 +407,48 @@ class ClickHouseSpanProcessor(SpanProcessor):
             with self._requests_lock:
                 requests, self._requests = self._requests, []
             stopping = self._stopping
-            # A periodic flush never waits for the store; force_flush waits until its deadline and
-            # shutdown briefly (a process exiting while another one flushes should still get in).
-            if requests:
-                lock_timeout = max(0.0, min(r.deadline for r in requests) - time.monotonic())
-            else:
-                lock_timeout = _SHUTDOWN_LOCK_WAIT_S if stopping else 0.0
-            complete = self._export_pending(lock_timeout)
+            complete = self._export_pending()
             for request in requests:
                 request.complete = complete
                 request.done.set()
             if stopping:
                 return
 
-    def _export_pending(self, lock_timeout_s: float) -> bool:
-        """Export everything queued; True when it is all in the store (not only in the spool)."""
+    def _export_pending(self) -> bool:
+        """Export everything queued; True when it is all written (segments, or the server)."""
         lost = False
         try:
             while self._queue:
                 spans = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
                 try:
                     self._sink.put(spans_to_columns(spans))
-                except SpoolWriteError as exc:
-                    self._spool_lost(len(spans), exc)
+                except SegmentWriteError as exc:
+                    self._segment_lost(len(spans), exc)
                     lost = True
-            complete = self._sink.settle(lock_timeout_s)
-        except Exception as exc:  # never let the thread die; batches that failed are in the spool
+            complete = self._sink.settle()
+        except Exception as exc:  # never let the thread die; batches that failed are kept as segments
             if not self._failing:
                 log.warning(
                     "thinkmeter: could not write spans to the %s (%s: %s); they are kept in %s and retried",
-                    store_label(self._settings),
+                    self._sink.label,
                     type(exc).__name__,
                     exc,
-                    self._settings.spool_dir,
+                    self._settings.segments_dir,
                 )
             self._failing = True
             return False
         if self._failing:
-            log.info("thinkmeter: span export to the %s works again", store_label(self._settings))
+            log.info("thinkmeter: span export to the %s works again", self._sink.label)
             self._failing = False
         if not lost:
-            self._spool_failing = False
+            self._segments_failing = False
         self._dropping = False  # the queue has room again: the next drop starts a new episode (and log line)
-        return complete
+        return complete and not lost
 
     # ---- SpanProcessor API
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export everything queued so far and ingest it into the store; False if not all done in time."""
+        """Write everything queued so far (segments, or the server); False if not all done in time."""
         if not self._worker.is_alive():
             return not self._queue
         timeout_s = timeout_millis / 1000
@@ -477,7 +459,7 @@ class ClickHouseSpanProcessor(SpanProcessor):
         return request.done.wait(timeout_s) and request.complete
 
     def shutdown(self) -> None:
-        """Write everything queued to the store, or to the spool if another process keeps it; then stop."""
+        """Write everything queued (segments, or the server and segments while it fails); then stop."""
         if self._stopping:
             return
         self._stopping = True

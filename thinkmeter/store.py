@@ -1,9 +1,17 @@
-"""One way to reach the store: a ClickHouse server when a URL is configured, else embedded chDB.
+"""One way to reach the store: a ClickHouse server when a URL is configured, else the embedded one.
 
-chDB lets only one process at a time open a data directory, so every embedded use goes through
-`store_session` / `embedded_store`, which hold an exclusive lock on data_dir/store.lock. Inside one
-process the lock is shared (chDB shares one engine per process), so an exporter thread and a reader in
-the same process never wait for each other.
+The embedded store (chDB under data_dir) is owned by `thinkmeter serve` while it runs; applications
+never open it (they write segments, see thinkmeter.segments). Readers call
+
+    store_session(settings, timeout_s=...)  -> a clickhouse-connect client, schema in place
+    query_rows(settings, sql, params)       -> rows as dicts
+
+which pick, in order: the ClickHouse server at settings.clickhouse_url; `thinkmeter serve` when it
+runs for settings.data_dir (found through <data_dir>/serve.json; the client speaks serve's read-only
+HTTP interface and its inserts become segments that serve ingests); else the embedded store opened in
+this process, after ingesting the pending segments. chDB lets only one process at a time open a data
+directory, so every embedded use goes through `embedded_store`, which holds an exclusive lock on
+data_dir/store.lock (shared by the threads of one process).
 """
 
 from __future__ import annotations
@@ -25,13 +33,12 @@ from clickhouse_connect.driver.client import Client
 
 from thinkmeter.config import Settings, redacted_url
 from thinkmeter.schemas.ddl import quote_identifier, schema_files, ttl_statements
-from thinkmeter.spool import ingest_spool
+from thinkmeter.segments import SegmentWriter, ingest_segments
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 _LOCK_POLL_S = 0.05
-_WAITER_POLL_S = 0.1
 
 
 class StoreBusy(TimeoutError):
@@ -40,8 +47,7 @@ class StoreBusy(TimeoutError):
 
 class StoreNotInForkedChild(StoreBusy):
     """chDB's engine, once started, hangs any process forked from it that opens a store: such a child
-    (a pre-fork server's worker, a multiprocessing fork) leaves its spans in the spool, for the parent
-    or any other process that opens the store to ingest."""
+    cannot read the embedded store itself (without `thinkmeter serve`)."""
 
 
 # Set once this process starts chDB's engine; a child forked after that never opens the store.
@@ -49,7 +55,7 @@ _engine_started = False
 _engine_inherited = False
 FORKED_CHILD_MESSAGE = (
     "this process was forked from one that had the embedded store open, and chDB cannot start again in it; "
-    "its spans wait in the spool for another process that opens the store (e.g. `thinkmeter report`)"
+    "run `thinkmeter serve` for this data dir and read through it"
 )
 
 
@@ -194,130 +200,46 @@ def _schema_complete(client: Client, database: str) -> bool:
 
 
 class _StoreLock:
-    """flock on data_dir/store.lock, shared by all threads of this process and counted.
-
-    An exporter can ask for the store to be kept: then the lock and one chDB session stay open between
-    uses, because every chDB engine start leaves ~2 MB of native memory behind that is never returned.
-    A kept store is let go as soon as another process waits for it (waiters hold a shared flock on
-    store.waiters while they poll), checked every _WAITER_POLL_S by a watcher thread.
-    """
+    """flock on data_dir/store.lock, shared by all threads of this process and counted."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._waiters_path = path.with_name("store.waiters")
         self._mutex = threading.Lock()
         self._holders = 0
-        self._keepers = 0
         self._fd: int | None = None
-        self._kept_client: Client | None = None
-        self._watcher: threading.Thread | None = None
 
     def acquire(self, timeout_s: float) -> None:
         if _engine_inherited:
             raise StoreNotInForkedChild(FORKED_CHILD_MESSAGE)
         deadline = time.monotonic() + max(0.0, timeout_s)
-        waiting_fd: int | None = None
-        try:
-            while True:
-                with self._mutex:
-                    if self._holders or self._fd is not None:
-                        self._holders += 1
-                        return
-                    # One that will not wait does not jump the queue of processes that do.
-                    if (waiting_fd is not None or timeout_s > 0 or not self._others_waiting()) and self._try_flock():
-                        self._holders = 1
-                        return
-                if time.monotonic() >= deadline:
-                    raise StoreBusy(
-                        f"the embedded store {self.path.parent} is in use by another process "
-                        f"({self._owner()}); waited {timeout_s:g}s. Retry when it has finished, "
-                        "or use a ClickHouse server (THINKMETER_CLICKHOUSE_URL) for concurrent use."
-                    )
-                if waiting_fd is None:
-                    waiting_fd = os.open(self._waiters_path, os.O_RDWR | os.O_CREAT, 0o644)
-                    fcntl.flock(waiting_fd, fcntl.LOCK_SH)  # tells a holder that keeps the store to let go
-                time.sleep(_LOCK_POLL_S)
-        finally:
-            if waiting_fd is not None:
-                os.close(waiting_fd)
+        while True:
+            with self._mutex:
+                if self._holders or self._try_flock():
+                    self._holders += 1
+                    return
+            if time.monotonic() >= deadline:
+                raise StoreBusy(
+                    f"the embedded store {self.path.parent} is in use by another process ({self._owner()}); "
+                    f"waited {timeout_s:g}s. Retry when it has finished, or run `thinkmeter serve` for this "
+                    "data dir so that every reader goes through it."
+                )
+            time.sleep(_LOCK_POLL_S)
 
     def release(self) -> None:
         with self._mutex:
             self._holders -= 1
-            if self._holders == 0:
-                if self._keepers and self._kept_client is not None and not self._others_waiting():
-                    self._watch()
-                else:
-                    self._let_go()
-
-    def kept_client(self, settings: Settings) -> Client:
-        """This process's kept session on the store; only while holding the lock (after acquire)."""
-        with self._mutex:
-            if self._kept_client is None:
-                self._kept_client = open_client(settings.model_copy(update={"clickhouse_url": None}))
-            return self._kept_client
-
-    def keep(self) -> None:
-        with self._mutex:
-            self._keepers += 1
-
-    def unkeep(self) -> None:
-        with self._mutex:
-            self._keepers -= 1
-            if self._keepers == 0 and self._holders == 0:
-                self._let_go()
+            if self._holders == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+                self._fd = None
 
     def forget_after_fork(self) -> None:
         # A forked child shares the parent's open file description: it must not think it holds the lock.
-        # The parent's chDB session is the parent's: dropped here, never closed by the child.
         self._mutex = threading.Lock()
         self._holders = 0
-        self._kept_client = None
-        self._watcher = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-    def _let_go(self) -> None:
-        # The engine must be closed before another process may open the directory.
-        if self._kept_client is not None:
-            client, self._kept_client = self._kept_client, None
-            try:
-                client.close()
-            except Exception as exc:  # the lock must still be released
-                log.warning("thinkmeter: closing the embedded store failed: %s", exc)
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def _watch(self) -> None:
-        if self._watcher is None:
-            self._watcher = threading.Thread(target=self._watch_waiters, name="thinkmeter-store-keeper", daemon=True)
-            self._watcher.start()
-
-    def _watch_waiters(self) -> None:
-        while True:
-            time.sleep(_WAITER_POLL_S)
-            with self._mutex:
-                if self._fd is not None and self._holders == 0 and (self._keepers == 0 or self._others_waiting()):
-                    self._let_go()
-                if self._fd is None:
-                    self._watcher = None  # under the mutex: the next hold starts a new watcher
-                    return
-
-    def _others_waiting(self) -> bool:
-        try:
-            fd = os.open(self._waiters_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
 
     def _try_flock(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -382,57 +304,49 @@ def embedded_store(settings: Settings, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
         lock.release()
 
 
-class KeptStore:
-    """The embedded store for a long-lived writer (the span exporter): one chDB session, kept open with
-    the lock between uses until another process waits for the store or `close()` is called."""
-
-    def __init__(self, settings: Settings):
-        self._settings = settings
-        self._lock = _lock_for(settings)
-        self._lock.keep()
-        self._closed = False
-
-    @contextmanager
-    def session(self, timeout_s: float) -> Iterator[Client]:
-        """The kept session (opened, with the schema in place, on first use); StoreBusy after timeout_s."""
-        self._lock.acquire(timeout_s)
-        try:
-            client = self._lock.kept_client(self._settings)
-            ensure_schema(client, self._settings)
-            yield client
-        finally:
-            self._lock.release()
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._lock.unkeep()
-
-
 @contextmanager
 def store_session(settings: Settings, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[Client]:
-    """A client on the configured store with the schema in place: the server, or the locked embedded store
-    (with the spans waiting in the spool ingested)."""
-    if not settings.clickhouse_url:
-        with embedded_store(settings, timeout_s) as client:
+    """A client on the configured store with the schema in place: the server; `thinkmeter serve` when it
+    runs for settings.data_dir; else the locked embedded store, with the pending segments ingested."""
+    if settings.clickhouse_url:
+        client = open_client(settings)
+        try:
             ensure_schema(client, settings)
-            _ingest_waiting_spans(client, settings)
             yield client
+        finally:
+            client.close()
         return
-    client = open_client(settings)
-    try:
+    serve_client = _serve_client(settings)
+    if serve_client is not None:
+        try:
+            yield serve_client
+        finally:
+            serve_client.close()
+        return
+    with embedded_store(settings, timeout_s) as client:
         ensure_schema(client, settings)
+        ingest_pending(client, settings)
         yield client
-    finally:
-        client.close()
 
 
-def _ingest_waiting_spans(client: Client, settings: Settings) -> None:
-    """The spool is the embedded store's inbox: whoever opens the store brings it up to date first."""
+def ingest_pending(client: Client, settings: Settings) -> int:
+    """The segments are the embedded store's inbox: whoever opens the store brings it up to date first."""
     try:
-        ingest_spool(client, settings.spool_dir)
-    except Exception as exc:  # reading must still work; the batches stay spooled
-        log.warning("thinkmeter: could not ingest spooled spans from %s: %s", settings.spool_dir, exc)
+        return ingest_segments(client, settings.segments_dir)
+    except Exception as exc:  # reading must still work; the segments stay for the next try
+        log.warning("thinkmeter: could not ingest segments from %s: %s", settings.segments_dir, exc)
+        return 0
+
+
+def _serve_client(settings: Settings) -> Client | None:
+    from thinkmeter.serve.discovery import find_serve
+
+    found = find_serve(settings.data_dir)
+    if found is None:
+        return None
+    from thinkmeter.serve.client import ServeClient
+
+    return ServeClient(found, SegmentWriter(settings.segments_dir, settings.segments_max_bytes))
 
 
 def query_rows(settings: Settings, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     alerts = subparsers.add_parser("alerts", help="evaluate thinkmeter's alert rules without Grafana")
     commands = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
     run = commands.add_parser("run", help="evaluate the rules every --interval seconds until SIGTERM or Ctrl-C")
-    _common(run)
+    add_alert_options(run)
     run.add_argument("--interval", type=float, default=60.0, metavar="S", help="seconds between evaluations (default 60)")
     run.set_defaults(func=run_daemon)
     check = commands.add_parser(
@@ -29,31 +29,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Evaluates every rule once, records and notifies what started or resolved, prints "
         "what fires. Exit status: 0 nothing fires, 3 at least one alert fires, 1 a rule or the store failed.",
     )
-    _common(check)
+    add_alert_options(check)
     check.set_defaults(func=run_check)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def add_alert_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", type=Path, metavar="FILE", help="YAML/JSON alert thresholds (see AlertSettings)")
     parser.add_argument("--webhook", action="append", default=[], metavar="URL", help="POST generic JSON here (repeatable)")
     parser.add_argument("--slack", action="append", default=[], metavar="URL", help="Slack-compatible incoming webhook (repeatable)")
     parser.add_argument("--alertmanager", action="append", default=[], metavar="URL", help="Alertmanager base URL, API v2 (repeatable)")
 
 
-def _setup(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
-    from thinkmeter.alerts.evaluator import Evaluator
+def alert_settings_and_notifiers(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    """The thresholds and receivers the options of `add_alert_options` name (shared with `thinkmeter serve --alerts`)."""
     from thinkmeter.alerts.notify import Notifier
-    from thinkmeter.alerts.rules import AlertSettings, build_rules
-    from thinkmeter.config import Settings
-    from thinkmeter.store import store_database
+    from thinkmeter.alerts.rules import AlertSettings
 
-    settings = Settings.from_env()
     alert_settings = AlertSettings.load(args.settings) if args.settings else AlertSettings()
     notifiers = [
         *(Notifier("webhook", url) for url in args.webhook),
         *(Notifier("slack", url) for url in args.slack),
         *(Notifier("alertmanager", url) for url in args.alertmanager),
     ]
+    return alert_settings, notifiers
+
+
+def log_transitions(evaluation: Any) -> None:
+    for alert in evaluation.started:
+        log.warning("FIRING   %s: %s", alert.rule_uid, alert.summary)
+    for alert in evaluation.resolved:
+        log.warning("RESOLVED %s: %s", alert.rule_uid, alert.summary)
+
+
+def _setup(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
+    from thinkmeter.alerts.evaluator import Evaluator
+    from thinkmeter.alerts.rules import build_rules
+    from thinkmeter.config import Settings
+    from thinkmeter.store import store_database
+
+    settings = Settings.from_env()
+    alert_settings, notifiers = alert_settings_and_notifiers(args)
     return settings, Evaluator(build_rules(alert_settings), database=store_database(settings)), notifiers
 
 
@@ -101,10 +116,7 @@ def run_daemon(args: argparse.Namespace) -> int:
             except Exception as error:  # the store may be down for a while: keep running, say why
                 log.error("thinkmeter alerts: evaluation failed, retrying next round: %s", error)
             else:
-                for alert in evaluation.started:
-                    log.warning("FIRING   %s: %s", alert.rule_uid, alert.summary)
-                for alert in evaluation.resolved:
-                    log.warning("RESOLVED %s: %s", alert.rule_uid, alert.summary)
+                log_transitions(evaluation)
             stop.wait(args.interval)
     finally:
         for sig, handler in previous.items():
