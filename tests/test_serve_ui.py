@@ -83,6 +83,17 @@ def test_clients_read_the_demo_store(served: tuple[ServeProcess, int]) -> None:
                                                      "query_id": json.loads(run.stdout)["results"][0]["query_id"]}]
 
 
+def test_report_html_through_serve(served: tuple[ServeProcess, int], tmp_path: Path) -> None:
+    serve, calls = served
+    path = tmp_path / "report.html"
+    run = subprocess.run([sys.executable, "-m", "thinkmeter", "report", "--window", "1h", "--html", str(path)],
+                         env={**os.environ, "THINKMETER_DATA_DIR": str(serve.data_dir)}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    config = path.read_text(encoding="utf-8").split('<script id="thinkmeter-config" type="application/json">', 1)[1].split("</script>", 1)[0]
+    totals = json.loads(config)["data"]["spend--totals"]
+    assert dict(zip(totals["columns"], totals["rows"][0]))["calls"] == calls
+
+
 def test_provision_points_grafana_at_serve(served: tuple[ServeProcess, int], monkeypatch, capsys) -> None:
     serve, _ = served
     monkeypatch.setenv("THINKMETER_DATA_DIR", str(serve.data_dir))
