@@ -583,6 +583,7 @@ def latency_dashboard(settings: AlertSettings) -> Dashboard:
                 description="Streamed calls; thinking = first visible token - first token.",
                 width=24,
                 unit="s",
+                overrides=(_unit("streamed_calls", "short"),),
             ),
             Panel("p95 time to first token and to first visible token", "timeseries", (_first_tokens_over_time(),), unit="s", thresholds=slo),
             Panel("p95 time to first visible token by task class", "timeseries", (_ttfvt_by_class(),), unit="s", thresholds=slo),

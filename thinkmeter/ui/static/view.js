@@ -208,7 +208,7 @@
     layout.xaxis = Object.assign({ gridcolor: "#e5e7eb", automargin: true }, layout.xaxis);
     if (layout.xaxis.type === "date" && layout.xaxis.range) {
       const days = (Date.parse(layout.xaxis.range[1].replace(" ", "T")) - Date.parse(layout.xaxis.range[0].replace(" ", "T"))) / 864e5;
-      layout.xaxis.tickformat = days > 2 ? "%b %d" : days < 0.05 ? "%H:%M:%S" : "%H:%M";
+      layout.xaxis.tickformat = days > 2 ? "%b %d" : days < 0.011 ? "%H:%M:%S" : "%H:%M";
     }
     Plotly.newPlot(div, figure.traces, layout, { displayModeBar: false, responsive: true });
     // A legend that wraps with the panel's width (plotly's scrolls once it has many entries).
