@@ -4,7 +4,7 @@ the official JS client @clickhouse/client under node, curl, and the Grafana data
 and decoded by clickhouse-driver). Every dashboard panel query, every variable query and every alert query
 runs with the datasource's macros expanded, and each client gets the rows the store gives directly.
 
-serve's HTTP server runs in this process on the session's store (chDB opens a directory in one process);
+serve's HTTP server runs in this process on the session's store (tests/serve_in_process.py);
 tests/test_serve_ui.py runs a real `thinkmeter serve` process filled by `thinkmeter demo`.
 """
 
@@ -22,6 +22,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from tests.grafana_http import GrafanaDatasource, HttpStatusError
+from tests.serve_in_process import serve_http
 from tests.test_dashboards import DASHBOARDS, PANEL_QUERIES, client, seeded, selections, time_range  # noqa: F401 (fixtures)
 from thinkmeter.alerts.rules import AlertSettings, Quota, build_rules
 from thinkmeter.config import Settings
@@ -52,19 +53,8 @@ def all_queries(seeded) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def serve_url(store_settings: Settings, client: Client, seeded) -> Iterator[str]:  # noqa: F811
-    """serve's HTTP server (ClickHouse interface + its routes) on the session store."""
-    from thinkmeter.serve.http import ReadOnlyStore, ServeContext, ServeHTTPServer
-    from thinkmeter.serve.routes import extra_routes
-
-    version = client.query("SELECT version()").result_rows[0][0]
-    context = ServeContext(ReadOnlyStore(store_settings.chdb_dir, version), store_settings.data_dir, store_settings)
-    server = ServeHTTPServer(("127.0.0.1", 0), context, extra_routes(), None)
-    server.serve_in_thread()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(store_settings, client) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from tests.browser import chromium, console_errors, screenshot, wait_for
 from tests.engine_servers import vllm_metrics
 from tests.grafana_seed import Call, mixed_calls, seed_calls, seed_engine_metrics, seed_gpu_metrics
 from tests.nvml_stand_in import StandInGpu
-from tests.ui_server import serve_view
+from tests.serve_in_process import serve_http
 from thinkmeter.cli import main
 from thinkmeter.config import Settings
 from thinkmeter.dashboards.boards import dashboards
@@ -68,8 +68,8 @@ def seeded(store_settings: Settings, client: Client) -> Seeded:
 
 
 @pytest.fixture(scope="module")
-def base_url(client: Client, seeded: Seeded) -> Iterator[str]:
-    with serve_view(client) as url:
+def base_url(store_settings: Settings, client: Client, seeded: Seeded) -> Iterator[str]:
+    with serve_http(store_settings, client) as url:
         yield url
 
 

@@ -1,4 +1,4 @@
-"""The view over HTTP: `View(run).handle(path, params)` answers every path under /ui.
+"""The view over HTTP: serve's route for /ui (registered in thinkmeter.serve.routes).
 
 /ui/                 the page
 /ui/plotly.min.js    plotly.js from the installed plotly package; /ui/view.js, /ui/view.css: the view's own
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cache
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from functools import cache
 from typing import Any
 
+from thinkmeter.serve.http import Request, Response, ServeContext
 from thinkmeter.ui import page
 from thinkmeter.ui.view import (
     DEFAULT_RANGE,
@@ -35,22 +35,14 @@ PREFIX = "/ui"
 _STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 
-@dataclass(frozen=True)
-class Response:
-    status: int
-    content_type: str
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = field(default=())
-
-
 def _json(status: int, value: Any) -> Response:
-    return Response(status, "application/json; charset=utf-8", json.dumps(value, separators=(",", ":")).encode(),
-                    (("Cache-Control", "no-store"),))
+    return Response(status, json.dumps(value, separators=(",", ":")).encode(), "application/json; charset=utf-8",
+                    {"Cache-Control": "no-store"})
 
 
-def selection_from(params: Mapping[str, Sequence[str]]) -> Selection:
-    """The page's query string: range=24h, or from and to (epoch milliseconds), and filter values."""
-    start, end = params.get("from", [""])[0], params.get("to", [""])[0]
+def selection_from(params: Mapping[str, str]) -> Selection:
+    """The page's query string: range=24h, or from and to (epoch milliseconds), and one value per filter."""
+    start, end = params.get("from", ""), params.get("to", "")
     if start and end:
         try:
             bounds = [datetime.fromtimestamp(int(value) / 1000, timezone.utc) for value in (start, end)]
@@ -58,8 +50,8 @@ def selection_from(params: Mapping[str, Sequence[str]]) -> Selection:
             raise ValueError("from and to are epoch milliseconds") from None
         chosen_range = time_range(start=bounds[0], end=bounds[1])
     else:
-        chosen_range = time_range(params.get("range", [DEFAULT_RANGE])[0])
-    return Selection(chosen_range, {name: list(values) for name, values in params.items()})
+        chosen_range = time_range(params.get("range", DEFAULT_RANGE))
+    return Selection(chosen_range, {name: [value] for name, value in params.items()})
 
 
 class View:
@@ -69,32 +61,31 @@ class View:
         self._filters = filters(list(self._panels.values()))
         self._page = page.render(page.config()).encode()
 
-    def handle(self, path: str, params: Mapping[str, Sequence[str]]) -> Response:
+    def handle(self, path: str, params: Mapping[str, str]) -> Response:
         sub = path[len(PREFIX):] if path.startswith(PREFIX) else path
         if sub == "":
-            return Response(301, "text/plain; charset=utf-8", b"", (("Location", PREFIX + "/"),))
+            return Response(301, b"", headers={"Location": PREFIX + "/"})
         if sub in ("/", "/index.html"):
-            return Response(200, "text/html; charset=utf-8", self._page, (("Cache-Control", "no-store"),))
+            return Response(200, self._page, "text/html; charset=utf-8", {"Cache-Control": "no-store"})
         if sub == "/plotly.min.js":
-            return Response(200, _STATIC_TYPES[".js"], page.plotly_js_path().read_bytes(), (("Cache-Control", "max-age=86400"),))
+            return Response(200, page.plotly_js_path().read_bytes(), _STATIC_TYPES[".js"], {"Cache-Control": "max-age=86400"})
         if sub in ("/view.js", "/view.css"):
-            return Response(200, _STATIC_TYPES[sub[-3:] if sub.endswith(".js") else sub[-4:]], (page.STATIC / sub[1:]).read_bytes(),
-                            (("Cache-Control", "no-cache"),))
+            return Response(200, (page.STATIC / sub[1:]).read_bytes(), _STATIC_TYPES[sub[sub.rindex("."):]], {"Cache-Control": "no-cache"})
         if sub.startswith("/api/"):
             return self._api(sub[len("/api/"):], params)
-        return Response(404, "text/plain; charset=utf-8", f"no such page: {path}\n".encode())
+        return Response(404, f"no such page: {path}\n".encode())
 
-    def _api(self, name: str, params: Mapping[str, Sequence[str]]) -> Response:
+    def _api(self, name: str, params: Mapping[str, str]) -> Response:
         try:
             if name == "panel":
-                panel_id = params.get("id", [""])[0]
+                panel_id = params.get("id", "")
                 if panel_id not in self._panels:
                     return _json(404, {"error": f"no panel {panel_id!r}"})
                 return _json(200, panel_data(self._run, self._panels[panel_id], selection_from(params), self._filters))
             if name == "options":
                 return _json(200, filter_options(self._run, self._filters, selection_from(params)))
             if name == "call":
-                return _json(200, {"spans": call_spans(self._run, params.get("trace_id", [""])[0])})
+                return _json(200, {"spans": call_spans(self._run, params.get("trace_id", ""))})
         except ValueError as error:
             return _json(400, {"error": str(error)})
         except Exception as error:  # a failed query is shown in its panel; serve keeps answering
@@ -108,9 +99,6 @@ def _view_on(store: Any) -> View:
     return View(store.query_rows)
 
 
-def serve_route(request: Any, context: Any) -> Any:
-    """serve's handler for /ui (registered in thinkmeter.serve.routes): the view on serve's read-only store."""
-    from thinkmeter.serve.http import Response as ServeResponse
-
-    answer = _view_on(context.store).handle(request.path, {name: [value] for name, value in request.params.items()})
-    return ServeResponse(answer.status, answer.body, answer.content_type, dict(answer.headers))
+def serve_route(request: Request, context: ServeContext) -> Response:
+    """serve's handler for /ui: the view on serve's read-only store."""
+    return _view_on(context.store).handle(request.path, request.params)

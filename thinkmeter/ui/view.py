@@ -9,6 +9,7 @@ variables) and one call's spans (the query Grafana's trace view runs) all come f
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -99,8 +100,6 @@ def view_panels(boards: Sequence[Dashboard] | None = None) -> list[ViewPanel]:
 
 def column_unit(panel: Panel, column: str) -> str | None:
     """The unit Grafana shows a column in: a byName / byRegexp override, else the panel's unit."""
-    import re
-
     for override in panel.overrides:
         matcher = override.get("matcher", {})
         options = matcher.get("options", "")
