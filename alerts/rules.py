@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from thinkmeter.schemas import semconv as sc
-
+from thinkmeter.task_reports import SOLVED_SCORE, per_task_sql
 
 
 class Quota(BaseModel):
@@ -54,9 +54,16 @@ class AlertSettings(BaseModel):
     ttfvt_slo_s: float = Field(10.0, gt=0)
     ttfvt_slo_by_class: dict[str, float] = Field(default_factory=dict)
     ttfvt_min_calls: int = Field(5, ge=1)
+    # Cost per solved task of a class over the last day against the 7 days before; both periods need
+    # this many solved tasks (with a known cost) before the class is compared.
+    cost_per_solved_k: float = Field(2.0, gt=1)
+    cost_per_solved_min_solved: int = Field(5, ge=1)
     # Engines and GPUs over 5 minutes.
     kv_cache_saturation: float = Field(0.9, gt=0, le=1)
     gpu_memory_pressure: float = Field(0.95, gt=0, le=1)
+    # Calls per hour, per service, model and task class, that hit the output cap with no visible answer
+    # (0: the first one fires).
+    answer_lost_calls_per_hour: float = Field(0.0, ge=0)
 
     @classmethod
     def load(cls, path: Path) -> AlertSettings:
@@ -90,7 +97,9 @@ class Rule:
     description: str
 
 
-GROUP_INTERVALS_S = {"thinkmeter-usage": 60, "thinkmeter-quotas": 300, "thinkmeter-latency": 60, "thinkmeter-engines": 60}
+GROUP_INTERVALS_S = {
+    "thinkmeter-usage": 60, "thinkmeter-quotas": 300, "thinkmeter-latency": 60, "thinkmeter-engines": 60, "thinkmeter-tasks": 300,
+}  # fmt: skip
 
 
 def _float(value: float) -> str:
@@ -232,6 +241,35 @@ HAVING count() >= {s.ttfvt_min_calls}"""
     )
 
 
+def _cost_per_solved(s: AlertSettings) -> Rule:
+    period = "$__timeFilter(Timestamp) OR (Timestamp >= $__fromTime - INTERVAL 7 DAY AND Timestamp < $__fromTime)"
+    recent, before = "started >= $__fromTime", "started < $__fromTime"
+    solved = "is_solved AND cost IS NOT NULL"
+    per_solved = "sumIf(cost, has_outcome AND cost IS NOT NULL AND {when}) / countIf({solved} AND {when})"
+    sql = f"""WITH {per_task_sql(f"({period})", f"({period})", repr(SOLVED_SCORE))}
+SELECT service, task_class,
+       ({per_solved.format(when=recent, solved=solved)}) / ({per_solved.format(when=before, solved=solved)}) AS value
+FROM graded
+GROUP BY service, task_class
+HAVING countIf({solved} AND {recent}) >= {s.cost_per_solved_min_solved}
+   AND countIf({solved} AND {before}) >= {s.cost_per_solved_min_solved}
+   AND sumIf(cost, has_outcome AND cost IS NOT NULL AND {before}) > 0"""
+    return Rule(
+        uid="thinkmeter-cost-per-solved-task",
+        title="Cost per solved task above its trailing baseline",
+        group="thinkmeter-tasks",
+        sql=sql,
+        labels=("service", "task_class"),
+        threshold=s.cost_per_solved_k,
+        window_s=86_400,
+        severity="warning",
+        summary="A solved {task_class} task of {service} cost {value}x its average of the week before",
+        description=f"What graded tasks cost per solved one over the last day, against the 7 days before (fires "
+        f"above {s.cost_per_solved_k:g}x; each period needs {s.cost_per_solved_min_solved} solved tasks). More "
+        "thinking, wider best-of-N or lower accuracy all raise it: compare `thinkmeter budget-curve`.",
+    )
+
+
 def _kv_saturation(s: AlertSettings) -> Rule:
     sql = f"""SELECT kv.server AS server, kv.engine AS engine,
        if(kv.queue_growth > 0 OR ifNull(pre.preemptions, 0) > 0, kv.usage, 0) AS value
@@ -309,6 +347,28 @@ GROUP BY service, provider, model"""
     )
 
 
+def _answer_lost(s: AlertSettings) -> Rule:
+    sql = """SELECT ServiceName AS service, model, task_class, toFloat64(count()) AS value
+FROM llm_calls
+WHERE $__timeFilter(Timestamp) AND answer_lost = true
+GROUP BY service, model, task_class"""
+    return Rule(
+        uid="thinkmeter-answer-lost-to-reasoning",
+        title="Answers lost to reasoning",
+        group="thinkmeter-usage",
+        sql=sql,
+        labels=("service", "model", "task_class"),
+        threshold=s.answer_lost_calls_per_hour,
+        window_s=3600,
+        severity="warning",
+        summary="{value} calls of {service} to {model} ({task_class}) in the last hour hit the output cap while "
+        "still thinking and returned no answer",
+        description="They ended on the length cap (length / max_tokens / MAX_TOKENS) with no visible output "
+        "tokens: every token was billed reasoning. Raise max_tokens (or the thinking budget's headroom) or "
+        "lower the reasoning effort for this task class.",
+    )
+
+
 def build_rules(settings: AlertSettings | None = None) -> list[Rule]:
     s = settings or AlertSettings()
     return [
@@ -319,9 +379,11 @@ def build_rules(settings: AlertSettings | None = None) -> list[Rule]:
         _quota_rule(s, "user", "spend_usd"),
         _spend_spike(s),
         _ttfvt_slo(s),
+        _cost_per_solved(s),
         _kv_saturation(s),
         _gpu_memory(s),
         _unpriced(s),
+        _answer_lost(s),
     ]
 
 

@@ -131,6 +131,26 @@ def main() -> None:
         ("chat stream, per chunk", per_op_us(chat_stream, 20, repeat) / len(chunks)),
         ("Anthropic stream, per event", per_op_us(anthropic_stream, 20, repeat) / len(events)),
     ]
+    # Tasks, side by side with the plain chat call above: the same call inside an open task (tags and
+    # running totals), and a task block itself (its span start and end, with the totals).
+    import thinkmeter
+    from thinkmeter.instrumentation._task import use_tracer
+
+    use_tracer(telemetry.tracer)
+
+    def task_block() -> None:
+        with thinkmeter.task("bench-block", task_class="math"):
+            pass
+
+    # Alternated run by run with the plain call, so machine noise hits both alike.
+    plain, in_task = [], []
+    for _ in range(repeat):
+        plain.append(per_op_us(chat_call, loops, 1))
+        with thinkmeter.task("bench-open", task_class="math"):
+            in_task.append(per_op_us(chat_call, loops, 1))
+    figures.append(("chat call (again, alternated)", statistics.median(plain)))
+    figures.append(("same call inside a task", statistics.median(in_task)))
+    figures.append(("task block (span + totals), no calls", per_op_us(task_block, loops, repeat)))
     attributes = len(record_attributes(finished))
     print(f"thinkmeter hot path, CPU per operation (median of {repeat} runs); span with {attributes} attributes")
     for name, us in figures:

@@ -64,6 +64,10 @@ class EngineSnapshot:
     interval_start_unix_nano: int | None = None
     kv_cache_usage: float | None = None  # 0-1 fraction of the KV pool held by running requests
     kv_cache_capacity_tokens: int | None = None
+    # SGLang's pool in tokens: held by running requests, cached and reclaimable, free.
+    kv_cache_used_tokens: int | None = None
+    kv_cache_evictable_tokens: int | None = None
+    kv_cache_available_tokens: int | None = None
     requests_running: int | None = None
     requests_waiting: int | None = None
     preemptions: float | None = None  # preemptions during the interval
@@ -81,6 +85,10 @@ class _Names:
     prefix: str
     kv_usage: tuple[str, ...] = ()
     kv_capacity: tuple[str, ...] = ()  # a gauge in tokens, summed over data-parallel ranks
+    # The pool in tokens (summed over ranks): used by running requests, evictable cache, free.
+    kv_used: tuple[str, ...] = ()
+    kv_evictable: tuple[str, ...] = ()
+    kv_available: tuple[str, ...] = ()
     running: tuple[str, ...] = ()
     waiting: tuple[str, ...] = ()
     preemptions: tuple[str, ...] = ()
@@ -112,6 +120,11 @@ _PROMETHEUS_ENGINES: dict[str, _Names] = {
         prefix="sglang:",
         kv_usage=("sglang:token_usage",),
         kv_capacity=("sglang:max_total_num_tokens",),
+        # Newer SGLang: token_usage leaves the radix cache out, so agentic sessions' cached prefixes
+        # look like free room; these gauges split the pool exactly.
+        kv_used=("sglang:kv_used_tokens",),
+        kv_evictable=("sglang:kv_evictable_tokens",),
+        kv_available=("sglang:kv_available_tokens",),
         running=("sglang:num_running_reqs",),
         waiting=("sglang:num_queue_reqs",),
         # SGLang retracts (preempts) requests when the KV pool runs out; older versions only had a gauge.
@@ -249,6 +262,12 @@ class EngineScraper:
         running = _total(exposition, names.running)
         waiting = _total(exposition, names.waiting)
         capacity = _vllm_capacity(exposition) if engine == "vllm" else _total(exposition, names.kv_capacity)
+        used, evictable, available = (_total(exposition, n) for n in (names.kv_used, names.kv_evictable, names.kv_available))
+        if used is not None and available is not None:
+            pool = used + (evictable or 0) + available
+            if pool > 0:
+                kv_usage = used / pool
+                capacity = capacity if capacity is not None else pool
         if slots is not None:
             slot_running, slot_usage, slot_capacity = slots
             running = running if running is not None else slot_running
@@ -269,6 +288,9 @@ class EngineScraper:
             interval_start_unix_nano=self._previous_time_ns,
             kv_cache_usage=kv_usage,
             kv_cache_capacity_tokens=None if capacity is None else round(capacity),
+            kv_cache_used_tokens=_tokens(used),
+            kv_cache_evictable_tokens=_tokens(evictable),
+            kv_cache_available_tokens=_tokens(available),
             requests_running=None if running is None else round(running),
             requests_waiting=None if waiting is None else round(waiting),
             preemptions=preemptions,
@@ -387,6 +409,10 @@ def _total(exposition: Exposition, names: tuple[str, ...]) -> float | None:
     """Sum over series: data-parallel ranks each report their own requests."""
     series = _first_series(exposition, names)
     return sum(s.value for s in series) if series else None
+
+
+def _tokens(value: float | None) -> int | None:
+    return None if value is None else round(value)
 
 
 def _mean(exposition: Exposition, names: tuple[str, ...]) -> float | None:

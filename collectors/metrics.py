@@ -49,6 +49,12 @@ def engine_points(snapshot: EngineSnapshot) -> list[MetricPoint]:
 
     gauge(sc.METRIC_ENGINE_KV_CACHE_USAGE, "1", "Fraction of the KV-cache pool held by running requests", snapshot.kv_cache_usage)
     gauge(sc.METRIC_ENGINE_KV_CACHE_CAPACITY, "{token}", "KV-cache capacity in tokens", snapshot.kv_cache_capacity_tokens)
+    for name, description, value in (
+        (sc.METRIC_ENGINE_KV_CACHE_USED_TOKENS, "KV-cache tokens held by running requests", snapshot.kv_cache_used_tokens),
+        (sc.METRIC_ENGINE_KV_CACHE_EVICTABLE_TOKENS, "KV-cache tokens cached for reuse and reclaimable", snapshot.kv_cache_evictable_tokens),
+        (sc.METRIC_ENGINE_KV_CACHE_AVAILABLE_TOKENS, "Free KV-cache tokens", snapshot.kv_cache_available_tokens),
+    ):
+        gauge(name, "{token}", description, value)
     gauge(sc.METRIC_ENGINE_REQUESTS_RUNNING, "{request}", "Requests being processed", snapshot.requests_running)
     gauge(sc.METRIC_ENGINE_REQUESTS_WAITING, "{request}", "Requests waiting to be scheduled", snapshot.requests_waiting)
     gauge(

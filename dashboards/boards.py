@@ -1,4 +1,4 @@
-"""The five thinkmeter dashboards: spend and tokens, reasoning, latency, engines and GPUs, outliers."""
+"""The six thinkmeter dashboards: spend and tokens, reasoning, latency, engines and GPUs, outliers, tasks."""
 
 from __future__ import annotations
 
@@ -31,6 +31,17 @@ from thinkmeter.dashboards.sql import (
     variable_query,
 )
 from thinkmeter.schemas import semconv as sc
+from thinkmeter.task_reports import (
+    BUCKET_FIGURES,
+    BUCKET_KEYS,
+    BUDGET_BUCKET,
+    BUDGETED,
+    COST_PER_SOLVED,
+    SOLVED_SCORE,
+    TASK_FIGURES,
+    TASK_KEYS,
+    per_task_sql,
+)
 
 TABLE = Format.TABLE
 
@@ -410,6 +421,20 @@ def _cost_p99_over_time() -> Query:
     )
 
 
+def _answers_lost() -> Query:
+    raw = f"""SELECT model, task_class, count() AS lost, sum(ifNull(cost_usd, 0)) AS cost
+FROM llm_calls WHERE {RAW_WHERE} AND answer_lost = true GROUP BY model, task_class"""
+    rollup = f"""SELECT model, task_class, sum(answer_lost_calls) AS lost, sum(answer_lost_cost_usd) AS cost
+FROM llm_calls_hourly WHERE {ROLLUP_WHERE} GROUP BY model, task_class"""
+    outer = "model, if(task_class = '', '(none)', task_class) AS task_class, sum(lost) AS answers_lost, sum(cost) AS cost_usd"
+    return Query(
+        by_range(raw, rollup, outer, "GROUP BY model, task_class HAVING answers_lost > 0 ORDER BY answers_lost DESC LIMIT 30"),
+        ("model", "task_class", "answers_lost", "cost_usd"),
+        TABLE,
+        picks_rollup=True,
+    )
+
+
 def reasoning_dashboard() -> Dashboard:
     usd = "currencyUSD"
     return Dashboard(
@@ -453,6 +478,15 @@ def reasoning_dashboard() -> Dashboard:
                 overrides=(_unit("budget_used_p95", "percentunit"), _unit("stopped_by_length", "percentunit")),
             ),
             Panel("Reasoning p95 by effort", "timeseries", (_effort_over_time(),), unit="short", width=10),
+            Panel(
+                "Answers lost to reasoning",
+                "table",
+                (_answers_lost(),),
+                description="Calls that hit their output cap while still thinking (finish reason length / max_tokens "
+                "and no visible output tokens): billed for reasoning, no answer. cost_usd counts priced calls only.",
+                width=24,
+                overrides=(_unit("cost_usd", usd),),
+            ),
             Panel(
                 "Overthinking signals",
                 "table",
@@ -829,6 +863,108 @@ def outliers_dashboard() -> Dashboard:
     )
 
 
+# ------------------------------------------------------------------------------------------------ tasks
+
+# Task spans carry no model, provider, feature or tenant: they count only while those variables are All.
+_SPANS_WHERE = (
+    f"$__timeFilter(Timestamp) AND {call_filters(skip=('model', 'provider', 'feature', 'tenant'))} AND "
+    + " AND ".join(f"$__conditionalAll(0, ${name})" for name in ("model", "provider", "feature", "tenant"))
+)
+_GRADED = f"WITH {per_task_sql(CALLS_WHERE, _SPANS_WHERE, repr(SOLVED_SCORE))}"
+
+
+def _tasks_by_class() -> Query:
+    return Query(
+        f"{_GRADED}\nSELECT {TASK_FIGURES}\nFROM graded GROUP BY task_class ORDER BY task_class",
+        TASK_KEYS,
+        TABLE,
+    )
+
+
+def _cost_per_solved_over_time() -> Query:
+    sql = f"""{_GRADED}
+SELECT $__timeInterval(started) AS time, task_class, {COST_PER_SOLVED} AS cost_per_solved_usd
+FROM graded WHERE has_outcome GROUP BY time, task_class HAVING cost_per_solved_usd IS NOT NULL ORDER BY time"""
+    return Query(sql, ("time", "task_class", "cost_per_solved_usd"))
+
+
+def _accuracy_by_budget() -> Query:
+    sql = f"""{_GRADED}
+SELECT concat(task_class, ' @ ', toString({BUDGET_BUCKET})) AS budget, {BUCKET_FIGURES}
+FROM graded WHERE {BUDGETED}
+GROUP BY task_class, {BUDGET_BUCKET} ORDER BY task_class, {BUDGET_BUCKET}"""
+    return Query(sql, ("budget", *BUCKET_KEYS[1:]), TABLE)
+
+
+def _accuracy_by_width() -> Query:
+    sql = f"""{_GRADED}
+SELECT concat(task_class, ' x', toString(calls)) AS width, {BUCKET_FIGURES}
+FROM graded WHERE has_outcome
+GROUP BY task_class, calls ORDER BY task_class, calls"""
+    return Query(sql, ("width", *BUCKET_KEYS[1:]), TABLE)
+
+
+def tasks_dashboard() -> Dashboard:
+    usd = "currencyUSD"
+    bar_overrides = (_unit("accuracy", "percentunit"), _right_axis("cost_per_solved_usd", usd), _unit("wall_p95_s", "s"))
+    bar_options = {"xTickLabelRotation": -45, "xTickLabelSpacing": 0}
+    return Dashboard(
+        uid="thinkmeter-tasks",
+        title="thinkmeter / Tasks",
+        description="What a solved task costs, and which reasoning budget gives the best accuracy, per task class "
+        "(`thinkmeter.task(...)` and recorded outcomes). Accuracy and cost per solved task count graded tasks only.",
+        variables=CALL_VARIABLE_LIST,
+        items=(
+            Panel(
+                "Tasks by class",
+                "table",
+                (_tasks_by_class(),),
+                description="Cost per solved task = what the graded tasks cost / how many were solved. Tasks with a call "
+                "to an unpriced model are left out of cost figures.",
+                width=24,
+                overrides=(
+                    _unit("accuracy", "percentunit"),
+                    *(_unit(f, usd) for f in ("cost_usd", "cost_per_task_usd", "cost_per_solved_usd")),
+                    _unit("wall_p95_s", "s"),
+                ),
+            ),
+            Panel(
+                "Cost per solved task",
+                "timeseries",
+                (_cost_per_solved_over_time(),),
+                description="Per class, by the interval the task started in.",
+                unit=usd,
+                width=24,
+            ),
+            Panel(
+                "Accuracy by reasoning budget",
+                "barchart",
+                (_accuracy_by_budget(),),
+                description="Graded tasks by the thinking budget (else output cap) they asked for, or the reasoning they "
+                "used rounded up to a power of two: accuracy rises, then falls. `thinkmeter budget-curve --slo-p95-s S` "
+                "recommends one.",
+                options={"xField": "budget", **bar_options},
+                overrides=bar_overrides,
+            ),
+            Panel(
+                "Best-of-N width vs accuracy",
+                "barchart",
+                (_accuracy_by_width(),),
+                description="Graded tasks by how many calls they made (samples, votes, verifier steps).",
+                options={"xField": "width", **bar_options},
+                overrides=bar_overrides,
+            ),
+        ),
+    )
+
+
 def dashboards(settings: AlertSettings | None = None) -> list[Dashboard]:
     settings = settings or AlertSettings()
-    return [spend_dashboard(), reasoning_dashboard(), latency_dashboard(settings), engines_dashboard(settings), outliers_dashboard()]
+    return [
+        spend_dashboard(),
+        reasoning_dashboard(),
+        latency_dashboard(settings),
+        engines_dashboard(settings),
+        outliers_dashboard(),
+        tasks_dashboard(),
+    ]

@@ -1,6 +1,6 @@
 """Generate every Grafana file thinkmeter ships; `python -m thinkmeter.dashboards.build` rewrites them.
 
-    dashboards/json/*.json                  the five dashboards
+    dashboards/json/*.json                  the six dashboards
     dashboards/provisioning/datasource.yaml the ClickHouse datasource, traces pointed at otel_traces
     dashboards/provisioning/dashboards.yaml the dashboard provider
     alerts/provisioning/rules.yaml          the alert rules (from alerts/rules.py, default settings)

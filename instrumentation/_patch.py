@@ -127,6 +127,14 @@ class Patcher:
         wrapt.wrap_function_wrapper(owner, method, wrapper)
         self._applied.append((owner, method, original))
 
+    def replace(self, owner: type, name: str, value: Any) -> None:
+        """Put `value` in place of a class attribute until unwrap_all."""
+        if any(applied is owner and applied_name == name for applied, applied_name, _ in self._applied):
+            return
+        original = owner.__dict__[name]
+        setattr(owner, name, value)
+        self._applied.append((owner, name, original))
+
     def unwrap_all(self) -> None:
         self._generation += 1
         for owner, method, original in reversed(self._applied):

@@ -17,7 +17,16 @@ def current_tag_attributes() -> dict[str, str]:
     return _current.get()
 
 
-def _tag_text(name: str, value: object) -> str:
+def push_tag_attributes(attributes: dict[str, str]) -> contextvars.Token:
+    """Put span attributes on top of the tags in force (inner values win); undo with reset_tag_attributes."""
+    return _current.set({**_current.get(), **attributes})
+
+
+def reset_tag_attributes(token: contextvars.Token) -> None:
+    _current.reset(token)
+
+
+def tag_text(name: str, value: object) -> str:
     """A tag value as stored: any text verbatim; bytes and text that is not valid Unicode are refused,
     since the store keeps UTF-8 and would otherwise hold something other than what was passed."""
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -45,11 +54,11 @@ class tags:
             raise TypeError(
                 f"thinkmeter.tags() got unknown tag(s) {sorted(unknown)}; use {sorted(TAG_ATTRIBUTES)}"
             )
-        self._attributes = {TAG_ATTRIBUTES[k]: _tag_text(k, v) for k, v in values.items() if v is not None}
+        self._attributes = {TAG_ATTRIBUTES[k]: tag_text(k, v) for k, v in values.items() if v is not None}
         self._tokens: list[contextvars.Token] = []
 
     def _push(self) -> contextvars.Token:
-        return _current.set({**_current.get(), **self._attributes})
+        return push_tag_attributes(self._attributes)
 
     def __enter__(self) -> tags:
         self._tokens.append(self._push())

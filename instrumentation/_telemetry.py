@@ -15,7 +15,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from thinkmeter._version import __version__
 from thinkmeter.instrumentation._content import ContentCapture
 from thinkmeter.instrumentation._tags import current_tag_attributes
-from thinkmeter.pricing import PriceTable
+from thinkmeter.instrumentation._task import TaskState, current_task
+from thinkmeter.pricing import Cost, PriceTable
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.contract import RECORD_ATTRIBUTES
 from thinkmeter.schemas.record import CallRecord
@@ -91,22 +92,44 @@ class Telemetry:
         span.end()
 
     def finish(
-        self, record: CallRecord, parent: Context, start_ns: int, duration_s: float, error: BaseException | None
+        self,
+        record: CallRecord,
+        parent: Context,
+        start_ns: int,
+        duration_s: float,
+        error: BaseException | None,
+        tags: dict[str, str],
+        task: TaskState | None,
     ) -> None:
         if error is not None and record.error_type is None:
             record.error_type = type(error).__qualname__
         usage = record.usage
         if record.cost_usd is None:
-            cost = self.prices.cost(record.response_model or record.request_model, usage)
+            cost = self._cost(record)
             if cost is not None:
                 record.cost_usd, record.reasoning_cost_usd = cost.total_usd, cost.reasoning_usd
                 record.cost_source = "price_table"
             elif usage.output_tokens is not None:
                 record.cost_source = "unknown_price"
         attrs = record_attributes(record)
-        attrs.update(current_tag_attributes())
+        attrs.update(tags)
+        if task is not None:
+            task.add(record)
         self._record_metrics(record, duration_s)
         self.emit_span(record, parent, start_ns, attrs)
+
+    def _cost(self, record: CallRecord) -> Cost | None:
+        model = record.response_model or record.request_model
+        if not record.usage_by_model:
+            return self.prices.cost(record.provider, model, record.usage)
+        total = reasoning = 0.0
+        for part_model, part in record.usage_by_model:
+            cost = self.prices.cost(record.provider, part_model or model, part)
+            if cost is None:
+                return None  # one part unpriced: the call's cost is unknown, not understated
+            total += cost.total_usd
+            reasoning += cost.reasoning_usd or 0.0
+        return Cost(total, reasoning if record.usage.reasoning_tokens is not None else None)
 
     def _record_metrics(self, record: CallRecord, duration_s: float) -> None:
         dims: dict[str, Any] = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
@@ -142,12 +165,18 @@ class Call:
         "last_token",
         "hide_usage_chunk",
         "ended",
+        "tags",
+        "task",
     )
 
     def __init__(self, telemetry: Telemetry, record: CallRecord) -> None:
         self.telemetry = telemetry
         self.record = record
         self.parent = otel_context.get_current()  # the caller's trace, even if a stream ends elsewhere
+        # Likewise its tags and task: a stream read to its end after the block that started it still
+        # belongs to that block.
+        self.tags = current_tag_attributes()
+        self.task = current_task()
         if record.engine is not None and record.server_address is not None and telemetry.request_context is not None:
             # The pressure the engine was under when this request arrived (empty without a collector).
             record.attributes.update(telemetry.request_context(record.server_address, record.server_port))
@@ -171,7 +200,7 @@ class Call:
         try:
             if record.stream:
                 self._set_stream_timings()
-            self.telemetry.finish(record, self.parent, self.start_ns, now - self.started, error)
+            self.telemetry.finish(record, self.parent, self.start_ns, now - self.started, error, self.tags, self.task)
         except Exception:
             # Figures that cannot be read must not cost the call its span.
             attrs = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}

@@ -17,7 +17,7 @@ from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode
 from thinkmeter.instrumentation._stream import finish_stream, traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation._values import field, known_text
-from thinkmeter.instrumentation.anthropic_usage import THINKING_BLOCKS, anthropic_usage
+from thinkmeter.instrumentation.anthropic_usage import THINKING_BLOCKS, read_anthropic_usage
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord
 
@@ -57,10 +57,7 @@ class MessagesSurface:
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
         mode = raw_response_mode(kwargs)
         if mode is not None:
-            # Newer anthropic SDKs mark with_raw_response "raw" (0.x: "true"); its async parse() is a
-            # coroutine that only the caller can await, so that reply goes unread.
-            readable = mode == "true" or (mode == "raw" and not is_async)
-            return deliver_raw(call, result, "true" if readable else mode, read_message)
+            return deliver_raw(call, result, mode, read_message)
         if call.record.stream:
             return traced(result, MessagesStreamAccumulator(call), is_async)
         read_message(call.record, result)
@@ -97,7 +94,7 @@ def read_message(record: CallRecord, message: Any) -> None:
     if reason:
         record.finish_reasons = (reason,)
     thought, visible_chars = _content_shape(message.content)
-    record.usage = anthropic_usage(message.usage, message.usage, thought, visible_chars)
+    read_anthropic_usage(record, message.usage, message.usage, thought, visible_chars)
 
 
 class MessagesStreamAccumulator:
@@ -170,7 +167,7 @@ class MessagesStreamAccumulator:
         if self.stop_reason:
             record.finish_reasons = (self.stop_reason,)
         if self.first_usage is not None or self.final_usage is not None:
-            record.usage = anthropic_usage(self.first_usage, self.final_usage, self.thought, self.visible_chars)
+            read_anthropic_usage(record, self.first_usage, self.final_usage, self.thought, self.visible_chars)
         if self.answers is not None:
             self.answers.capture(record, {0: self.stop_reason})
 

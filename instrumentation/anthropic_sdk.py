@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import Patcher, async_wrapper, sync_wrapper
+from thinkmeter.instrumentation._stainless import rebuild_cached_wrappers
 from thinkmeter.instrumentation._telemetry import Telemetry
 from thinkmeter.instrumentation.anthropic_messages import MessagesSurface, stream_manager_wrapper
 
@@ -28,3 +29,4 @@ def instrument(patcher: Patcher, telemetry: Telemetry, resolver: EndpointResolve
             patcher.wrap(module, f"AsyncMessages.{method}", async_wrapper(surface))
         patcher.wrap(module, "Messages.stream", stream)
         patcher.wrap(module, "AsyncMessages.stream", stream)
+        rebuild_cached_wrappers(patcher, module, ("Messages", "AsyncMessages"))

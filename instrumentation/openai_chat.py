@@ -69,7 +69,9 @@ def read_completion(record: CallRecord, completion: Any) -> None:
             visible += answer_chars(choice.message)
     except (AttributeError, TypeError):
         reasoning = visible = 0  # a malformed message: no text sizes, but the usage is still read
-    read_chat_usage(record, completion.usage, field(completion, "timings"), reasoning, visible)
+    read_chat_usage(
+        record, completion.usage, field(completion, "timings"), reasoning, visible, field(completion, "metrics")
+    )
 
 
 def answer_chars(message: Any) -> int:
@@ -88,6 +90,7 @@ class ChatStreamAccumulator:
         "answers",
         "call",
         "finish_reasons",
+        "metrics",
         "model",
         "reasoning_chars",
         "response_id",
@@ -103,6 +106,7 @@ class ChatStreamAccumulator:
         self.finish_reasons: dict[int, str] = {}
         self.usage: Any = None
         self.timings: Any = None  # llama.cpp's per-request server timings
+        self.metrics: Any = None  # vLLM's, on the final usage chunk
         # Sizes of the streamed reasoning and answer text, for servers that count no reasoning.
         self.reasoning_chars = 0
         self.visible_chars = 0
@@ -148,6 +152,7 @@ class ChatStreamAccumulator:
             if usage is None:  # Groq puts the usage of a stream on its last chunk's x_groq
                 usage = field(extra.get("x_groq"), "usage")
             self.timings = extra.get("timings", self.timings)
+            self.metrics = extra.get("metrics", self.metrics)
         if usage is not None:
             self.usage = usage
             return not choices and call.hide_usage_chunk
@@ -156,6 +161,6 @@ class ChatStreamAccumulator:
     def on_end(self) -> None:
         record = self.call.record
         record_reply_identity(record, self.model, self.response_id, self.finish_reasons)
-        read_chat_usage(record, self.usage, self.timings, self.reasoning_chars, self.visible_chars)
+        read_chat_usage(record, self.usage, self.timings, self.reasoning_chars, self.visible_chars, self.metrics)
         if self.answers is not None:
             self.answers.capture(record, self.finish_reasons)

@@ -12,7 +12,7 @@ from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode
 from thinkmeter.instrumentation._stream import traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation._values import field, known_text
-from thinkmeter.instrumentation.openai_usage import responses_usage
+from thinkmeter.instrumentation.openai_usage import read_reported_cost, responses_usage
 from thinkmeter.schemas.record import CallRecord
 
 REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
@@ -77,6 +77,7 @@ def read_response(record: CallRecord, response: Any) -> None:
         record.finish_reasons = (reason or status,)
     if response.usage is not None:
         record.usage = responses_usage(response.usage)
+        read_reported_cost(record, response.usage)
 
 
 def capture_response_output(content: ContentCapture | None, record: CallRecord, response: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import Patcher, async_wrapper, sync_wrapper
+from thinkmeter.instrumentation._stainless import rebuild_cached_wrappers
 from thinkmeter.instrumentation._telemetry import Telemetry
 from thinkmeter.instrumentation.openai_chat import ChatSurface
 from thinkmeter.instrumentation.openai_responses import ResponsesSurface, ResumedStreamSurface
@@ -28,3 +29,4 @@ def instrument(patcher: Patcher, telemetry: Telemetry, resolver: EndpointResolve
         for method in methods:
             patcher.wrap(module, f"{sync_class}.{method}", sync_wrapper(surface))
             patcher.wrap(module, f"{async_class}.{method}", async_wrapper(surface))
+        rebuild_cached_wrappers(patcher, module, (sync_class, async_class))

@@ -43,6 +43,14 @@ GROQ_USAGE_TIMES = (
     ("total_time", sc.SERVER_TOTAL_TIME),
 )
 LLAMA_CPP_TIMINGS_MS = (("prompt_ms", sc.SERVER_PROMPT_TIME), ("predicted_ms", sc.SERVER_DECODE_TIME))
+# vLLM's per-request `metrics` (--enable-per-request-metrics; milliseconds, and tokens per second).
+VLLM_METRICS_MS = (
+    ("queue_time_ms", sc.SERVER_QUEUE_TIME),
+    ("time_to_first_token_ms", sc.SERVER_TIME_TO_FIRST_TOKEN),
+    ("generation_time_ms", sc.SERVER_DECODE_TIME),
+    ("mean_itl_ms", sc.SERVER_INTER_TOKEN_LATENCY),
+)
+VLLM_METRICS_RATE = (("tokens_per_second", sc.SERVER_OUTPUT_TOKENS_PER_S),)
 
 
 def chat_flavour(provider: str) -> ChatFlavour:
@@ -82,10 +90,11 @@ def chat_usage(usage: Any, flavour: ChatFlavour = OPENAI_FLAVOUR) -> Usage:
         cache_miss = count(usage, "prompt_cache_miss_tokens")
         input_tokens = cache_hit + cache_miss if cache_miss is not None else None
     cache_read = count(prompt, "cached_tokens")
+    cache_write = count(prompt, "cache_write_tokens")  # OpenRouter; vLLM says created_cache_tokens
     return Usage(
         input_tokens=input_tokens,
         cache_read_tokens=cache_read if cache_read is not None else cache_hit,
-        cache_write_tokens=count(prompt, "cache_write_tokens"),
+        cache_write_tokens=cache_write if cache_write is not None else count(prompt, "created_cache_tokens"),
         output_tokens=output,
         reasoning_tokens=reasoning,
         rejected_prediction_tokens=count(completion, "rejected_prediction_tokens"),
@@ -94,8 +103,10 @@ def chat_usage(usage: Any, flavour: ChatFlavour = OPENAI_FLAVOUR) -> Usage:
     )
 
 
-def read_chat_usage(record: CallRecord, usage: Any, timings: Any, reasoning_chars: int, visible_chars: int) -> None:
-    """Everything a chat reply's usage (and llama.cpp's `timings`) says, into the record.
+def read_chat_usage(
+    record: CallRecord, usage: Any, timings: Any, reasoning_chars: int, visible_chars: int, metrics: Any = None
+) -> None:
+    """Everything a chat reply's usage (and llama.cpp's `timings`, vLLM's `metrics`) says, into the record.
 
     `reasoning_chars` / `visible_chars`: how much reasoning and answer text the reply carried. A
     server that returned reasoning text but no reasoning count (SGLang, llama.cpp, older vLLM), or a
@@ -104,19 +115,27 @@ def read_chat_usage(record: CallRecord, usage: Any, timings: Any, reasoning_char
     """
     if usage is not None:
         record.usage = chat_usage(usage, chat_flavour(record.provider))
-        cost = number(usage, "cost")  # OpenRouter bills the call in its usage
-        if cost is not None:
-            record.cost_usd, record.cost_source = cost, "reported"
+        read_reported_cost(record, usage)
         _set_seconds(record, usage, GROQ_USAGE_TIMES)
     if timings is not None:
         if record.usage.cache_read_tokens is None:
             record.usage.cache_read_tokens = count(timings, "cache_n")
         _set_seconds(record, timings, LLAMA_CPP_TIMINGS_MS, 1e-3)
+    if metrics is not None:
+        _set_seconds(record, metrics, VLLM_METRICS_MS, 1e-3)
+        _set_seconds(record, metrics, VLLM_METRICS_RATE)
     counted = record.usage
     if reasoning_chars and counted.output_tokens is not None and not counted.reasoning_tokens:
         estimate_reasoning(counted, visible_chars)
         if not counted.reasoning_tokens:  # the answer estimate ate it all: fall back on the reasoning text
             estimate_reasoning_from_text(counted, reasoning_chars)
+
+
+def read_reported_cost(record: CallRecord, usage: Any) -> None:
+    """OpenRouter bills the call in its usage (`usage.cost`, USD), on chat completions and Responses."""
+    cost = number(usage, "cost")
+    if cost is not None:
+        record.cost_usd, record.cost_source = cost, "reported"
 
 
 def _set_seconds(record: CallRecord, source: Any, names: tuple[tuple[str, str], ...], scale: float = 1.0) -> None:

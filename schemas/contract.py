@@ -70,13 +70,39 @@ SPAN_COLUMNS: tuple[SpanColumn, ...] = (
     SpanColumn(sc.SESSION, None, "session", _TEXT),
     SpanColumn(sc.FEATURE, None, "feature"),
     SpanColumn(sc.TASK_CLASS, None, "task_class"),
+    SpanColumn(sc.TASK_ID, None, "task_id", _TEXT),  # thinkmeter.task(...)
     SpanColumn(sc.ERROR_TYPE, "error_type", "error_type"),
+    SpanColumn(sc.ANSWER_LOST, "answer_lost", "answer_lost", "Nullable(Bool)"),
     # What the engine and its GPUs were under when the call started (self-hosted engines with a collector)
     SpanColumn(sc.ENGINE_KV_CACHE_USAGE, None, "engine_kv_cache_usage", "Nullable(Float64)"),
     SpanColumn(sc.ENGINE_REQUESTS_RUNNING, None, "engine_requests_running", "Nullable(UInt32)"),
     SpanColumn(sc.ENGINE_REQUESTS_WAITING, None, "engine_requests_waiting", "Nullable(UInt32)"),
     SpanColumn(sc.GPU_UTILIZATION, None, "gpu_utilization", "Nullable(Float64)"),
     SpanColumn(sc.GPU_MEMORY_USED_BYTES, None, "gpu_memory_used_bytes", _COUNT),
+)
+
+# The task span (`thinkmeter.task(...)`) -> task_spans: the totals of the calls made inside it.
+TASK_SPAN_COLUMNS: tuple[SpanColumn, ...] = (
+    SpanColumn(sc.TASK_ID, None, "task_id", _TEXT),
+    SpanColumn(sc.TASK_CLASS, None, "task_class"),
+    SpanColumn(sc.TASK_PARENT_ID, None, "parent_task_id", _TEXT),
+    SpanColumn(sc.TASK_CALLS, None, "calls", _COUNT),
+    SpanColumn(sc.TASK_ERRORS, None, "errors", _COUNT),
+    SpanColumn(sc.TASK_INPUT_TOKENS, None, "input_tokens", _COUNT),
+    SpanColumn(sc.TASK_OUTPUT_TOKENS, None, "output_tokens", _COUNT),
+    SpanColumn(sc.TASK_REASONING_TOKENS, None, "reasoning_tokens", _COUNT),
+    SpanColumn(sc.TASK_COST_USD, None, "cost_usd", _USD),
+    SpanColumn(sc.TASK_UNPRICED_CALLS, None, "unpriced_calls", _COUNT),
+    SpanColumn(sc.TASK_REASONING_UNKNOWN_CALLS, None, "reasoning_unknown_calls", _COUNT),
+    SpanColumn(sc.TASK_OUTCOME_CORRECT, None, "outcome_correct", "Nullable(Bool)"),
+    SpanColumn(sc.TASK_OUTCOME_SCORE, None, "outcome_score", "Nullable(Float64)"),
+)
+# An outcome span (`task.outcome()`, `thinkmeter.record_outcome()`) -> task_outcomes.
+OUTCOME_COLUMNS: tuple[SpanColumn, ...] = (
+    SpanColumn(sc.TASK_ID, None, "task_id", _TEXT),
+    SpanColumn(sc.TASK_CLASS, None, "task_class"),
+    SpanColumn(sc.TASK_OUTCOME_CORRECT, None, "correct", "Nullable(Bool)"),
+    SpanColumn(sc.TASK_OUTCOME_SCORE, None, "score", "Nullable(Float64)"),
 )
 
 # Span attributes read off the call record, in table order.
@@ -88,6 +114,8 @@ def _conversion(column: SpanColumn) -> str:
     """The SELECT expression that turns the span's string attribute into the typed column."""
     value = f"SpanAttributes['{column.attribute}']"
     base = column.type.split(" CODEC")[0]
+    if base == "Nullable(Bool)":  # a boolean attribute that may be absent
+        return f"multiIf({value} = 'true', true, {value} = 'false', false, NULL)"
     if base.startswith("Nullable("):
         return f"to{base[len('Nullable('):-1]}OrNull({value})"
     if base == "UInt8":  # a boolean attribute, exported as 'true' / 'false'
@@ -99,9 +127,17 @@ def _conversion(column: SpanColumn) -> str:
     raise ValueError(f"no conversion from a span attribute to {column.type} (column {column.column})")
 
 
-def llm_calls_column_definitions(indent: str = "    ") -> str:
-    return ",\n".join(f"{indent}{c.column} {c.type}" for c in STORED_COLUMNS)
+# Table -> its span attribute columns, for the DDL placeholders {{columns:<table>}} and {{select:<table>}}.
+TABLE_COLUMNS: dict[str, tuple[SpanColumn, ...]] = {
+    "llm_calls": STORED_COLUMNS,
+    "task_spans": TASK_SPAN_COLUMNS,
+    "task_outcomes": OUTCOME_COLUMNS,
+}
 
 
-def llm_calls_select_list(indent: str = "    ") -> str:
-    return ",\n".join(f"{indent}{_conversion(c)} AS {c.column}" for c in STORED_COLUMNS)
+def column_definitions(table: str, indent: str = "    ") -> str:
+    return ",\n".join(f"{indent}{c.column} {c.type}" for c in TABLE_COLUMNS[table])
+
+
+def select_list(table: str, indent: str = "    ") -> str:
+    return ",\n".join(f"{indent}{_conversion(c)} AS {c.column}" for c in TABLE_COLUMNS[table])

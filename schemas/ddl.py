@@ -6,8 +6,8 @@ The files are applied in name order; each holds `;`-terminated statements with t
   {{engine:<Family>}}      `<Family>()`, or `Replicated<Family>(<path>, '{replica}')` on a cluster
   {{ttl:<time expr>}}      `TTL <time expr> + toIntervalDay(<days>)` when a TTL is asked for
   {{dedup_window}}         the table setting that makes inserts with insert_deduplication_token idempotent
-  {{llm_calls_columns}}    llm_calls' span attribute columns, and
-  {{llm_calls_select}}     llm_calls_mv's SELECT list for them, both generated from schemas/contract.py
+  {{columns:<table>}}      the table's span attribute columns (llm_calls, task_spans, task_outcomes), and
+  {{select:<table>}}       its materialized view's SELECT list for them, both generated from schemas/contract.py
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from thinkmeter.schemas.contract import llm_calls_column_definitions, llm_calls_select_list
+from thinkmeter.schemas.contract import TABLE_COLUMNS, column_definitions, select_list
 
 SQL_DIR = Path(__file__).with_name("sql")
 # {shard}, {replica} are server macros; {database} and {table} are expanded by ClickHouse itself.
@@ -33,8 +33,8 @@ _PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
 # Expanded before the checksum is taken, so a new contract column counts as a changed schema file.
 _CONTRACT_PLACEHOLDERS = {
-    "{{llm_calls_columns}}": llm_calls_column_definitions,
-    "{{llm_calls_select}}": llm_calls_select_list,
+    **{f"{{{{columns:{table}}}}}": lambda table=table: column_definitions(table) for table in TABLE_COLUMNS},
+    **{f"{{{{select:{table}}}}}": lambda table=table: select_list(table) for table in TABLE_COLUMNS},
 }
 _TTL_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS \{\{database\}\}\.(\w+)[^;]*?\{\{ttl:([^}]*)\}\}")
 

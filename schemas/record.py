@@ -42,6 +42,11 @@ class Usage(BaseModel):
         return max(0, self.output_tokens - self.reasoning_tokens - (self.rejected_prediction_tokens or 0))
 
 
+# Finish reasons that mean "stopped at the output cap": chat `length`, Anthropic `max_tokens`, Gemini
+# `MAX_TOKENS` (recorded in lower case), Responses `incomplete_details.reason = max_output_tokens`.
+LENGTH_CAP_REASONS = frozenset({"length", "max_tokens", "max_output_tokens"})
+
+
 class CallRecord(BaseModel):
     """Everything thinkmeter knows about one call; turned into span attributes in one place."""
 
@@ -64,6 +69,9 @@ class CallRecord(BaseModel):
     response_id: str | None = None
     finish_reasons: tuple[str, ...] | None = None
     usage: Usage = Field(default_factory=Usage)
+    # Parts of `usage` billed at another model's rates (Anthropic's advisor iterations), each with its
+    # model (None: the call's own); empty when the call's model priced all of it.
+    usage_by_model: tuple[tuple[str | None, Usage], ...] = ()
 
     # Seconds from the start of the SDK call (not from the response headers)
     time_to_first_chunk: float | None = None
@@ -77,6 +85,17 @@ class CallRecord(BaseModel):
     cost_source: str | None = None  # "price_table" or "reported" (the provider billed it in the reply)
 
     error_type: str | None = None
+
+    @property
+    def answer_lost(self) -> bool | None:
+        """The call hit its output cap while still thinking: true when it ended on the length cap with no
+        visible output tokens; None when the finish reason or the visible count is unknown."""
+        if not self.finish_reasons:
+            return None
+        if not LENGTH_CAP_REASONS.intersection(self.finish_reasons):
+            return False
+        visible = self.usage.visible_output_tokens
+        return None if visible is None else visible == 0
 
     # Figures a provider or engine reports beyond the common ones (server-side timings, KV-cache
     # bytes), keyed by their semconv attribute name: span attributes only, no column of their own.

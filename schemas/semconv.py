@@ -52,6 +52,11 @@ SERVER_QUEUE_TIME: Final = "thinkmeter.server.queue_time_s"
 SERVER_PROMPT_TIME: Final = "thinkmeter.server.prompt_time_s"
 SERVER_DECODE_TIME: Final = "thinkmeter.server.decode_time_s"
 SERVER_TOTAL_TIME: Final = "thinkmeter.server.total_time_s"
+# vLLM's per-request `metrics` (--enable-per-request-metrics): its own TTFT, mean inter-token latency
+# and output rate for this request.
+SERVER_TIME_TO_FIRST_TOKEN: Final = "thinkmeter.server.time_to_first_token_s"
+SERVER_INTER_TOKEN_LATENCY: Final = "thinkmeter.server.inter_token_latency_s"
+SERVER_OUTPUT_TOKENS_PER_S: Final = "thinkmeter.server.output_tokens_per_s"
 # Ollama's own durations (reported in nanoseconds, stored in seconds); load is the model (re)load.
 OLLAMA_LOAD_DURATION: Final = "thinkmeter.ollama.load_duration_s"
 OLLAMA_PROMPT_EVAL_DURATION: Final = "thinkmeter.ollama.prompt_eval_duration_s"
@@ -78,6 +83,29 @@ TAG_ATTRIBUTES: Final = {
 
 ERROR_TYPE: Final = "error.type"
 
+# True when the call ended on its output cap with no visible output: billed reasoning, no answer.
+ANSWER_LOST: Final = "thinkmeter.answer_lost"
+
+# Tasks (`thinkmeter.task(...)`): every call made inside carries the task's id. The task span (name
+# TASK_SPAN_NAME, the parent of its calls) carries the totals of the calls made inside it in this
+# process; an outcome span (OUTCOME_SPAN_NAME) carries one recorded outcome, from any process.
+TASK_ID: Final = "thinkmeter.task.id"
+TASK_PARENT_ID: Final = "thinkmeter.task.parent_id"  # the enclosing task of a nested one
+TASK_CALLS: Final = "thinkmeter.task.calls"
+TASK_ERRORS: Final = "thinkmeter.task.errors"
+TASK_INPUT_TOKENS: Final = "thinkmeter.task.usage.input_tokens"
+TASK_OUTPUT_TOKENS: Final = "thinkmeter.task.usage.output_tokens"
+TASK_REASONING_TOKENS: Final = "thinkmeter.task.usage.reasoning_tokens"
+TASK_COST_USD: Final = "thinkmeter.task.cost.usd"
+# Calls whose figure was unknown (usage without a price; output without a reasoning count): the sums
+# above leave them out, so a total is never mistaken for a complete one.
+TASK_UNPRICED_CALLS: Final = "thinkmeter.task.unpriced_calls"
+TASK_REASONING_UNKNOWN_CALLS: Final = "thinkmeter.task.reasoning_unknown_calls"
+TASK_OUTCOME_CORRECT: Final = "thinkmeter.task.outcome.correct"
+TASK_OUTCOME_SCORE: Final = "thinkmeter.task.outcome.score"
+TASK_SPAN_NAME: Final = "task"
+OUTCOME_SPAN_NAME: Final = "task.outcome"
+
 # Engine and GPU state at request start (calls to a self-hosted engine that a collector watches)
 ENGINE_KV_CACHE_USAGE: Final = "thinkmeter.engine.kv_cache.usage"
 ENGINE_REQUESTS_RUNNING: Final = "thinkmeter.engine.requests.running"
@@ -101,6 +129,10 @@ DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56,
 METRIC_ENGINE_UP: Final = "thinkmeter.engine.up"
 METRIC_ENGINE_KV_CACHE_USAGE: Final = ENGINE_KV_CACHE_USAGE
 METRIC_ENGINE_KV_CACHE_CAPACITY: Final = "thinkmeter.engine.kv_cache.capacity"
+# SGLang's KV pool in tokens: held by running requests, cached but reclaimable (radix cache), free.
+METRIC_ENGINE_KV_CACHE_USED_TOKENS: Final = "thinkmeter.engine.kv_cache.used_tokens"
+METRIC_ENGINE_KV_CACHE_EVICTABLE_TOKENS: Final = "thinkmeter.engine.kv_cache.evictable_tokens"
+METRIC_ENGINE_KV_CACHE_AVAILABLE_TOKENS: Final = "thinkmeter.engine.kv_cache.available_tokens"
 METRIC_ENGINE_REQUESTS_RUNNING: Final = ENGINE_REQUESTS_RUNNING
 METRIC_ENGINE_REQUESTS_WAITING: Final = ENGINE_REQUESTS_WAITING
 METRIC_ENGINE_PREEMPTIONS: Final = "thinkmeter.engine.preemptions"

@@ -296,7 +296,9 @@ def sglang_metrics(
     retracted: float = 4.0,
     ttft: Sequence[float] = (0.15, 0.3),
     itl: Sequence[float] = (0.009, 0.012, 0.05),
+    kv_tokens: tuple[int, int, int] | None = None,
 ) -> str:
+    """`kv_tokens`: (used, evictable, available), the pool gauges newer SGLang exposes."""
     scheduler = PromClientText(
         {"engine_type": "unified", "model_name": model, "moe_ep_rank": "0", "pp_rank": "0", "tp_rank": "0"}
     )
@@ -310,6 +312,9 @@ def sglang_metrics(
         "sglang:max_total_num_tokens", "Maximum total number of tokens in the KV cache pool.", max_total_tokens
     )
     scheduler.counter("sglang:num_retracted_requests", "Total number of retracted requests.", retracted)
+    if kv_tokens is not None:
+        for name, value in zip(("used", "evictable", "available"), kv_tokens):
+            scheduler.gauge(f"sglang:kv_{name}_tokens", f"The number of {name} KV tokens.", value)
     tokenizer = PromClientText({"model_name": model})
     tokenizer.counter("sglang:prompt_tokens", "Number of prefill tokens processed.", prompt_tokens)
     tokenizer.counter("sglang:generation_tokens", "Number of generation tokens processed.", generation_tokens)

@@ -150,3 +150,46 @@ def seed_engine_context_spans(settings: Settings, service: str, kv_usages: Itera
     assert processor.force_flush(30_000)
     provider.shutdown()
     ingest(settings)
+
+
+@dataclass(frozen=True)
+class SeededTasks:
+    task_class: str
+    baseline_cost_per_solved: float  # the tasks copied two days back
+    recent_cost_per_solved: float  # what the last day's graded tasks cost per solved one
+
+
+def seed_tasks(settings: Settings, client: Client, service: str, task_class: str, tasks: int = 10, baseline: bool = True) -> SeededTasks:
+    """Graded tasks of one class, 1-3 calls each with a budget, through the real SDK path. Cheap ones run
+    first and (with `baseline`) are copied two days back under new ids, their outcomes too; then ones
+    that think 40 times longer. Six of every ten are solved."""
+    from tests.simulated import expected_cost
+
+    cheap = Scenario(model="o4-mini", input_tokens=200, reasoning_tokens=200, visible_tokens=10, prefill_s=0.05, thinking_s=0.5)
+    dear = cheap.model_copy(update={"reasoning_tokens": 8_000, "thinking_s": 2.0})
+    costs: dict[str, float] = {}
+    with instrumented_client(settings, service) as openai_client:
+        for kind, scenario in (("base", cheap), ("now", dear)):
+            for index in range(tasks):
+                task_id = f"{service}-{kind}-{index}"
+                with thinkmeter.task(task_id, task_class=task_class):
+                    for _ in range(1 + index % 3):
+                        openai_client.chat.completions.create(
+                            model="o4-mini", messages=PROMPT, max_completion_tokens=16_384, extra_headers=scenario.headers()
+                        )
+                thinkmeter.record_outcome(task_id, correct=index % 10 < 6)
+                costs[task_id] = (1 + index % 3) * expected_cost("o4-mini", scenario)[0]
+    shifted = {"s": service, "base": f"{service}-base-%"}
+    for table, time_shift in (("llm_calls", True), ("task_spans", True), ("task_outcomes", False)) if baseline else ():
+        moved = "Timestamp - INTERVAL 2 DAY AS Timestamp, " if time_shift else ""
+        client.command(
+            f"INSERT INTO {table} SELECT * REPLACE ({moved}concat(task_id, '-past') AS task_id) FROM {table} "
+            "WHERE task_id LIKE {base:String}",
+            parameters=shifted,
+        )
+
+    def per_solved(ids: list[str]) -> float:
+        return sum(costs[i] for i in ids) / sum(int(i.rsplit("-", 1)[1]) % 10 < 6 for i in ids)
+
+    base = [i for i in costs if "-base-" in i]
+    return SeededTasks(task_class, per_solved(base), per_solved(list(costs)))

@@ -35,7 +35,7 @@ def assert_at(measured: Any, truth_s: float) -> None:
 
 def expected_cost(model: str, scenario: Scenario) -> tuple[float, float]:
     """(total, reasoning) USD of the scenario, worked out here from the rates, independently of pricing.cost."""
-    price = PriceTable.load().lookup(model)
+    price = PriceTable.load().lookup(None, model)
     assert price is not None, f"{model} is missing from prices.json"
     uncached = scenario.input_tokens - scenario.cached_input_tokens - scenario.cache_write_tokens
     total = (

@@ -34,7 +34,7 @@ from thinkmeter.alerts.rules import (
 from thinkmeter.schemas.grafana_sql import TimeRange, expand_alert_query
 
 from tests.engine_servers import vllm_metrics
-from tests.grafana_seed import Call, seed_calls, seed_engine_metrics, seed_gpu_metrics
+from tests.grafana_seed import Call, SeededTasks, seed_calls, seed_engine_metrics, seed_gpu_metrics, seed_tasks
 from tests.nvml_stand_in import StandInGpu
 from thinkmeter.cli import main
 from thinkmeter.config import Settings
@@ -53,6 +53,7 @@ class Seeded:
     runaway_trace_id: str
     engine: str
     gpu_host: str
+    tasks: SeededTasks
 
 
 class Receiver:
@@ -105,14 +106,19 @@ def seeded(store_settings: Settings, client: Client) -> Iterator[Seeded]:
     ]
     runaway = Call(tags, Scenario(model="o4-mini", input_tokens=300, reasoning_tokens=40_000, visible_tokens=10,
                                   prefill_s=0.1, thinking_s=240), stream=True)
-    assert seed_calls(store_settings, service, [*ordinary, runaway]) == 0
+    # Out of the class, tenant and user above, so the quotas and the runaway baseline stay as they were.
+    lost_tags = {"tenant": f"tenant-lost-{suffix}", "user": f"user-lost-{suffix}", "task_class": f"class-lost-{suffix}"}
+    answer_lost = Call(lost_tags, Scenario(model="o4-mini", input_tokens=300, reasoning_tokens=500, visible_tokens=0,
+                                           finish_reason="length"), stream=False)
+    assert seed_calls(store_settings, service, [*ordinary, runaway, answer_lost]) == 0
     engine = seed_engine_metrics(client, [vllm_metrics(kv_usage=0.95, waiting=2, preemptions=1), vllm_metrics(kv_usage=0.98, waiting=6, preemptions=4)], f"host-{suffix}")
     gpu_host = f"gpu-host-{suffix}"
     seed_gpu_metrics(client, gpu_host, 2, [StandInGpu(uuid=f"GPU-{suffix}", memory=(80 * 2**30, 79 * 2**30))])
+    tasks = seed_tasks(store_settings, client, service, f"graded-{suffix}")
     trace_id = client.query(
         "SELECT TraceId FROM llm_calls WHERE ServiceName = {s:String} AND reasoning_tokens = 40000", parameters={"s": service}
     ).result_rows[0][0]
-    yield Seeded(service, tenant, user, task_class, trace_id, engine, gpu_host)
+    yield Seeded(service, tenant, user, task_class, trace_id, engine, gpu_host, tasks)
     # Every alert event is this module's (the evaluations here also travel a day ahead).
     client.command(f"DELETE FROM {EVENTS_TABLE} WHERE event_time >= {{t:DateTime64(3)}}", parameters={"t": started})
 
@@ -160,6 +166,7 @@ def test_runaway_and_quota_breach_fire_notify_once_and_resolve(client: Client, s
         assert "thinkmeter-tenant-reasoning-quota" not in started  # default quota, far from reached
         assert started["thinkmeter-kv-cache-saturation"].labels["server"] == seeded.engine
         assert started["thinkmeter-gpu-memory-pressure"].labels["host"] == seeded.gpu_host
+        assert started["thinkmeter-cost-per-solved-task"].labels == {"service": seeded.service, "task_class": seeded.tasks.task_class}
         notify_all(notifiers, evaluation)
 
         # Still firing 30 s later, and after a restart (state read back from the store): nothing new.
@@ -263,3 +270,14 @@ def test_one_definition_for_grafana_and_the_evaluator() -> None:
         assert api_rule(rule)["data"] == grafana["data"]
     assert provisioned["thinkmeter-runaway-reasoning"]["data"][2]["model"]["conditions"][0]["evaluator"]["params"] == [3.0]
     assert "transform(tenant, ['acme'], [5.0], 500.0)" in next(r.sql for r in rules if r.uid == "thinkmeter-tenant-spend-quota")
+
+
+def test_cost_per_solved_task_against_its_baseline(client: Client, seeded: Seeded) -> None:
+    """The rule's value is the last day's cost per solved task over the week before's, worked out from
+    the seeded scenarios' prices; it fires above cost_per_solved_k."""
+    rule = next(r for r in build_rules(settings_for(seeded)) if r.uid == "thinkmeter-cost-per-solved-task")
+    sql = expand_alert_query(rule.sql, TimeRange.last(rule.window_s, datetime.now(timezone.utc) + timedelta(seconds=60)))
+    rows = {row[1]: row[2] for row in client.query(sql).result_rows if row[0] == seeded.service}
+    expected = seeded.tasks.recent_cost_per_solved / seeded.tasks.baseline_cost_per_solved
+    assert rows[seeded.tasks.task_class] == pytest.approx(expected, rel=1e-9)
+    assert expected > rule.threshold  # so it fires (test_runaway_and_quota_breach_fire_notify_once_and_resolve)

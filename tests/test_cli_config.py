@@ -115,10 +115,7 @@ def test_bad_price_file_leaves_the_app_running(
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        (
-            {"exporter": "none", "capture_contnet": True},
-            "unknown setting(s) ['capture_contnet']",
-        ),
+        ({"exporter": "none", "queue_size": 0}, "queue_size"),
         ({"clickhouse_url": f"ftp://bob:{SECRET}@db/x"}, "not a ClickHouse HTTP URL"),
         ({"exporter": "none", "content_max_chars": 0}, "content_max_chars"),
     ],
@@ -131,6 +128,29 @@ def test_instrument_logs_bad_settings_once(
         assert thinkmeter.instrument(**options) == []
     assert [expected in r.getMessage() for r in caplog.records] == [True]
     assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("typo", ["tracer_provder", "capture_contnet", "engine"])
+def test_an_unknown_instrument_keyword_is_a_type_error(typo: str) -> None:
+    # A typo would otherwise leave the application silently untraced.
+    thinkmeter.uninstrument()
+    with pytest.raises(TypeError, match=typo):
+        thinkmeter.instrument(exporter="none", **{typo: True})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("THINKMETER_COLLECT_INTERVAL", "soon"), ("THINKMETER_COLLECT_INTERVAL", "-5")],
+)
+def test_a_bad_collect_variable_is_logged_and_leaves_the_app_untraced(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    thinkmeter.uninstrument()
+    with caplog.at_level(logging.ERROR, logger="thinkmeter"):
+        assert thinkmeter.instrument(exporter="none") == []
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+    thinkmeter.uninstrument()
 
 
 def test_password_stays_out_of_labels_reprs_and_export_logs(

@@ -19,6 +19,7 @@ from tests.engine_servers import (
 )
 from thinkmeter.collectors import context
 from thinkmeter.collectors.engines import EngineScraper, HistogramDelta, ScrapeError
+from thinkmeter.collectors.metrics import engine_points
 from thinkmeter.collectors.runner import CollectorRunner
 from thinkmeter.schemas import semconv as sc
 
@@ -186,6 +187,20 @@ def test_sglang(server: EngineServer) -> None:
     assert snapshot.prefix_cache_hit_rate == 0.75
     assert snapshot.time_to_first_token.count == 1 and snapshot.time_to_first_token.bucket_counts[3] == 1
     assert snapshot.inter_token_latency.count == 0
+
+
+def test_sglang_kv_pool_gauges_split_running_use_from_reclaimable_cache(server: EngineServer) -> None:
+    # An agentic workload: most of the pool holds cached session prefixes, which token_usage leaves out.
+    server.serve("/metrics", sglang_metrics(token_usage=0.05, kv_tokens=(20_000, 170_000, 10_000)))
+    snapshot = EngineScraper(server.url).scrape()
+    assert snapshot.kv_cache_usage == 20_000 / 200_000
+    assert (snapshot.kv_cache_used_tokens, snapshot.kv_cache_evictable_tokens, snapshot.kv_cache_available_tokens) == (
+        20_000, 170_000, 10_000,
+    )
+    points = {p.name: p.value for p in engine_points(snapshot)}
+    assert points[sc.METRIC_ENGINE_KV_CACHE_EVICTABLE_TOKENS] == 170_000
+    assert points[sc.METRIC_ENGINE_KV_CACHE_USED_TOKENS] == 20_000
+    assert points[sc.METRIC_ENGINE_KV_CACHE_AVAILABLE_TOKENS] == 10_000
 
 
 def test_tgi(server: EngineServer) -> None:

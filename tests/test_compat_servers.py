@@ -68,7 +68,7 @@ def chat(client: openai.OpenAI, scenario: Scenario, model: str, stream: bool) ->
 
 
 def price_table_cost(model: str, usage: Usage) -> float:
-    cost = PriceTable.load().cost(model, usage)
+    cost = PriceTable.load().cost(None, model, usage)
     assert cost is not None
     return cost.total_usd
 

@@ -93,7 +93,9 @@ EXPECTED_COLUMNS: dict[str, Any] = {
     "reasoning_cost_usd": 0.0625,
     "cost_source": "reported",
     **TAGS,
+    "task_id": "task-1",
     "error_type": "TimeoutError",
+    "answer_lost": False,
     "engine_kv_cache_usage": 0.75,
     "engine_requests_running": 6,
     "engine_requests_waiting": 2,
@@ -105,7 +107,7 @@ EXPECTED_COLUMNS: dict[str, Any] = {
 def test_every_contract_attribute_reaches_its_llm_calls_column(store_settings: Settings, service_name: str) -> None:
     provider, processor = make_traced(store_settings, service_name)
     telemetry = Telemetry(provider, None, PriceTable.load(), request_context=lambda host, port: ENGINE_CONTEXT)
-    with thinkmeter.tags(**TAGS):
+    with thinkmeter.tags(**TAGS), thinkmeter.task("task-1"):
         Call(telemetry, RECORD.model_copy(deep=True)).finish()
     assert processor.force_flush(30_000)
     provider.shutdown()
@@ -118,8 +120,9 @@ def test_every_contract_attribute_reaches_its_llm_calls_column(store_settings: S
 def test_the_contract_names_every_record_field_and_column_once() -> None:
     record_fields = {c.field.split(".")[0] for c in SPAN_COLUMNS if c.field}
     usage_fields = {c.field.split(".")[1] for c in SPAN_COLUMNS if c.field and c.field.startswith("usage.")}
-    # Every field of the record becomes an attribute, except the containers read field by field.
-    assert set(CallRecord.model_fields) - record_fields == {"attributes"}
+    # Every field of the record becomes an attribute, except the containers read field by field and
+    # the per-model split of the usage, which only prices it.
+    assert set(CallRecord.model_fields) - record_fields == {"attributes", "usage_by_model"}
     assert set(Usage.model_fields) - usage_fields == {"rejected_prediction_tokens"}  # folded into visible output
     for names in ([c.attribute for c in SPAN_COLUMNS], [c.column for c in STORED_COLUMNS]):
         assert len(names) == len(set(names))

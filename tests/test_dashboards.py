@@ -45,6 +45,7 @@ from tests.grafana_seed import (
     seed_engine_context_spans,
     seed_engine_metrics,
     seed_gpu_metrics,
+    seed_tasks,
 )
 from tests.nvml_stand_in import StandInGpu
 from thinkmeter.config import Settings
@@ -62,6 +63,8 @@ PANEL_QUERIES = [
     if range_name == "1h" or query.picks_rollup
 ]
 RUNAWAY = Scenario(model="o4-mini", input_tokens=400, reasoning_tokens=60_000, visible_tokens=10, prefill_s=0.2, thinking_s=350)
+# Hit its output cap while still thinking: all billed reasoning, no answer.
+ANSWER_LOST = Scenario(model="o4-mini", input_tokens=300, reasoning_tokens=500, visible_tokens=0, finish_reason="length")
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +86,10 @@ def seeded(store_settings: Settings, client: Client) -> Seeded:
     suffix = uuid.uuid4().hex[:10]
     service, host = f"test-dash-{suffix}", f"gpu-host-{suffix}"
     tags = {"tenant": "acme", "user": "acme-u00", "feature": "search", "task_class": "lookup"}
-    calls = [*mixed_calls(60, seed=11), Call(tags, RUNAWAY, stream=False)]
+    calls = [*mixed_calls(60, seed=11), Call(tags, RUNAWAY, stream=False), Call(tags, ANSWER_LOST, stream=False)]
     seed_calls(store_settings, service, calls)  # failed calls (the mix plays errors) are spans too
     seed_engine_context_spans(store_settings, service, (0.15, 0.45, 0.62, 0.91, 0.97), reasoning_tokens=3_000)
+    seed_tasks(store_settings, client, service, f"graded-{suffix}", tasks=5, baseline=False)
     server = seed_engine_metrics(
         client,
         [

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 from thinkmeter.demo import PROVIDERS
+from thinkmeter.simulator.grading import best_budget
 
 
 def _thinkmeter(data_dir, *args: str) -> subprocess.CompletedProcess:
@@ -20,9 +22,16 @@ def _thinkmeter(data_dir, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_demo_stores_what_the_simulator_sent(tmp_path):
-    demo = _thinkmeter(tmp_path, "demo", "--calls", "150", "--time-scale", "0.002")
+    demo = _thinkmeter(tmp_path, "demo", "--calls", "150", "--time-scale", "0.002", "--graded-per-budget", "4")
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "(tokens, cost): all match" in demo.stdout
+    graded = re.search(r"(\d+) graded tasks \((\d+) calls: .*against the simulator's curves: all match", demo.stdout)
+    assert graded, demo.stdout
+    graded_calls = int(graded.group(2))
+    for task_class in ("lookup", "math"):  # the budgets the simulator's curves favour, stratified over 4 tasks
+        line = next(line for line in demo.stdout.splitlines() if line.startswith(f"    {task_class}: built to peak at"))
+        assert line.endswith(f"recommended from the store: {best_budget(task_class, per_budget=4)}"), line
+    assert "Tasks per class" in demo.stdout and "recommended: 2048 tokens" in demo.stdout
     assert "By task class" in demo.stdout and "By provider" in demo.stdout
     for provider in PROVIDERS:  # every provider of the fleet served calls, and each one's figures match
         assert f"    {provider.name}: " in demo.stdout, demo.stdout
@@ -32,7 +41,7 @@ def test_demo_stores_what_the_simulator_sent(tmp_path):
 
     report = json.loads(_thinkmeter(tmp_path, "report", "--format", "json").stdout)
     totals = report["totals"]
-    assert totals["calls"] == 150  # one row per call: no SDK's own spans counted twice
+    assert totals["calls"] == 150 + graded_calls  # one row per call: no SDK's own spans counted twice
     assert {row["provider"] for row in report["by"]["provider"]} == {provider.name for provider in PROVIDERS}
     # Reasoning is a subset of output, and the demo's reasoning models spend most of it hidden.
     assert 0 < totals["total_reasoning_tokens"] < totals["total_output_tokens"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import openai
+import pytest
 
 import thinkmeter
 from tests.conftest import make_traced
@@ -30,18 +31,26 @@ COMPLETION = {
 }
 
 
-def test_engine_snapshot_at_request_start_lands_in_llm_calls(store_settings: Settings, service_name: str) -> None:
+@pytest.mark.parametrize("configured_by", ["argument", "THINKMETER_COLLECT_ENGINES"])
+def test_engine_snapshot_at_request_start_lands_in_llm_calls(
+    store_settings: Settings, service_name: str, monkeypatch: pytest.MonkeyPatch, configured_by: str
+) -> None:
     server = EngineServer()
     server.serve("/metrics", vllm_metrics(model=MODEL, running=3, waiting=1, kv_usage=0.4125))
     server.serve_json("/v1/chat/completions", COMPLETION)
     server.start()
     provider, processor = make_traced(store_settings, service_name)
     thinkmeter.uninstrument()
+    if configured_by == "argument":
+        options: dict[str, object] = {"engines": [server.url]}
+    else:  # the README's promise: the environment configures instrument() as it does `thinkmeter collect`
+        monkeypatch.setenv("THINKMETER_COLLECT_ENGINES", server.url)
+        options = {}
     thinkmeter.instrument(
         tracer_provider=provider,
         exporter="none",
         providers={f"127.0.0.1:{server.port}": "vllm"},
-        engines=[server.url],
+        **options,
     )
     try:
         deadline = time.monotonic() + 10

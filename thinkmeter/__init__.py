@@ -19,7 +19,9 @@ from typing import Any
 
 from thinkmeter._version import __version__
 from thinkmeter.instrumentation._tags import tags
-__all__ = ["instrument", "uninstrument", "flush", "tags", "__version__"]
+from thinkmeter.instrumentation._task import record_outcome, task
+
+__all__ = ["instrument", "uninstrument", "flush", "tags", "task", "record_outcome", "__version__"]
 
 logger = logging.getLogger("thinkmeter")
 
@@ -48,9 +50,12 @@ def instrument(
     content_max_chars: int | None = None,
     redact: Callable[[str], str] | None = None,
     providers: dict[str, str] | None = None,
-    collect_gpu: bool = False,
-    engines: Sequence[str | dict[str, str]] = (),
-    **unknown: Any,
+    collect_gpu: bool | None = None,
+    engines: Sequence[str | dict[str, str]] | None = None,
+    queue_size: int | None = None,
+    batch_size: int | None = None,
+    flush_interval_s: float | None = None,
+    segments_max_bytes: int | None = None,
 ) -> list[str]:
     """Trace every call of the installed LLM SDKs; returns the SDKs it patched.
 
@@ -63,9 +68,14 @@ def instrument(
     `capture_content` records prompts and completions (off by default); `redact` (str -> str) runs on
     every text first and `content_max_chars` bounds each of the two attributes.
     `collect_gpu` samples this host's GPUs (NVML) and `engines` scrapes inference-engine /metrics URLs
-    in a background thread: their readings go to the metrics tables and onto the spans of calls to
+    in a background thread (defaults: THINKMETER_COLLECT_GPU, THINKMETER_COLLECT_ENGINES,
+    THINKMETER_COLLECT_INTERVAL): their readings go to the metrics tables and onto the spans of calls to
     those engines (KV-cache usage, queue, GPU load at request start).
-    A bad setting (unknown keyword included) is logged and leaves the application running untraced.
+    `queue_size` (pending spans before new ones are dropped and counted), `batch_size` (spans per
+    insert), `flush_interval_s` and `segments_max_bytes` (rows waiting for `thinkmeter serve` before new
+    ones are dropped and counted) tune the background export.
+    An unknown keyword raises TypeError, as in any Python call; a bad value or environment setting is
+    logged and leaves the application running untraced.
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         logger.info("thinkmeter: OTEL_SDK_DISABLED=true, not instrumenting")
@@ -87,7 +97,10 @@ def instrument(
                 providers=providers,
                 collect_gpu=collect_gpu,
                 engines=engines,
-                **unknown,
+                queue_size=queue_size,
+                batch_size=batch_size,
+                flush_interval_s=flush_interval_s,
+                segments_max_bytes=segments_max_bytes,
             )
         except Exception as error:
             # A configuration mistake must not take the application down: say it once, run untraced.
@@ -96,7 +109,11 @@ def instrument(
 
 
 def _instrument_locked(
-    tracer_provider: Any, meter_provider: Any, collect_gpu: bool, engines: Sequence[str | dict[str, str]], **options: Any
+    tracer_provider: Any,
+    meter_provider: Any,
+    collect_gpu: bool | None,
+    engines: Sequence[str | dict[str, str]] | None,
+    **options: Any,
 ) -> list[str]:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
@@ -107,11 +124,17 @@ def _instrument_locked(
     from thinkmeter.instrumentation._content import ContentCapture
     from thinkmeter.instrumentation._endpoints import EndpointResolver
     from thinkmeter.instrumentation._patch import Patcher
+    from thinkmeter.instrumentation._task import use_tracer
     from thinkmeter.instrumentation._telemetry import Telemetry
     from thinkmeter.pricing import PriceTable
 
     settings = Settings.from_env(**options)
     prices = PriceTable.load(settings.price_file)  # a bad price file stops here, before anything is set up
+    collect = None
+    if collect_gpu is not None or engines is not None or any(name.startswith("THINKMETER_COLLECT_") for name in os.environ):
+        from thinkmeter.collectors.config import CollectConfig
+
+        collect = CollectConfig.resolve(gpu=collect_gpu, engines=engines)  # a bad THINKMETER_COLLECT_* stops here
     if tracer_provider is None:
         tracer_provider = trace.get_tracer_provider()
         if isinstance(tracer_provider, ProxyTracerProvider):  # nobody set one: ours becomes global
@@ -131,17 +154,21 @@ def _instrument_locked(
         atexit.register(flush)
     content = ContentCapture(settings.content_max_chars, settings.redact) if settings.capture_content else None
     request_context = None
-    if collect_gpu or engines:
+    if collect is not None and (collect.gpu or collect.engines):
         from thinkmeter.collectors.context import engine_context_attributes
         from thinkmeter.collectors.runner import start_collectors
 
         _state.collectors = start_collectors(
-            settings if settings.exporter == "clickhouse" else None, collect_gpu=collect_gpu, engines=engines
+            settings if settings.exporter == "clickhouse" else None,
+            collect_gpu=collect.gpu,
+            engines=collect.engines,
+            interval_s=collect.interval_s,
         )
         atexit.register(_state.collectors.stop)
         # Calls to the watched engines carry the pressure these collectors last saw.
         request_context = engine_context_attributes
     telemetry = Telemetry(tracer_provider, meter_provider, prices, capture_content=content, request_context=request_context)
+    use_tracer(telemetry.tracer)  # task and outcome spans
     patcher = Patcher()
     _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
     _state.patcher = patcher
@@ -152,9 +179,12 @@ def uninstrument() -> None:
     """Remove every patch and flush what is pending; `instrument()` may be called again after."""
     with _state.lock:
         if _state.patcher is not None:
+            from thinkmeter.instrumentation._task import use_tracer
+
             _state.patcher.unwrap_all()
             _state.patcher = None
             _state.instrumented = []
+            use_tracer(None)
         processor, _state.processor = _state.processor, None
         collectors, _state.collectors = _state.collectors, None
     if collectors is not None:

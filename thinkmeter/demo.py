@@ -14,12 +14,15 @@ import re
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import thinkmeter
+from thinkmeter import demo_tasks
 from thinkmeter.config import Settings
+from thinkmeter.demo_tasks import GradedResult
 from thinkmeter.pricing import PriceTable
 from thinkmeter.schemas.record import Usage
 from thinkmeter.simulator import Reply, Scenario, TrafficMix, start_simulator
@@ -46,7 +49,7 @@ PROVIDERS = (
     Provider("openai", 0.50, None),
     Provider("anthropic", 0.15, "claude-sonnet-4-5", reports_cache_writes=True),
     Provider("gcp.gemini", 0.15, "gemini-2.5-flash", omits_zero_cache_reads=True),
-    # A self-hosted vLLM reports reasoning tokens; the price is the model's hosted API rate.
+    # A self-hosted vLLM reports reasoning tokens; an open-weight model has no shipped price (prices are per provider).
     Provider("vllm", 0.10, "qwen3-235b-a22b"),
     # Ollama counts thinking inside eval_count only; a local model has no price.
     Provider("ollama", 0.10, "qwq:32b", reasoning_estimated=True),
@@ -90,6 +93,8 @@ class DemoResult:
     by_provider: dict[str, ProviderCheck] = field(default_factory=dict)
     # stored time to first visible token minus the simulator's, per streamed call
     ttfvt_errors_s: list[float] = field(default_factory=list)
+    graded: GradedResult | None = None
+    window_s: int = 3600  # covers this run's rows
 
 
 def plan(calls: int, seed: int) -> list[Planned]:
@@ -252,8 +257,8 @@ def _request(fleet: Fleet, clients: dict[str, Any], call: Planned) -> None:
 class Progress:
     """A one-line progress bar on stderr."""
 
-    def __init__(self, total: int) -> None:
-        self.total, self.done = total, 0
+    def __init__(self, total: int, unit: str = "calls") -> None:
+        self.total, self.done, self.unit = total, 0, unit
         self._lock = threading.Lock()
         self._last = 0.0
         # A terminal gets a bar redrawn in place; a log gets a line every 10%.
@@ -273,11 +278,12 @@ class Progress:
 
     def _draw(self, start: str, end: str) -> None:
         filled = 30 * self.done // self.total
-        sys.stderr.write(f"{start}  [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} calls{end}")
+        sys.stderr.write(f"{start}  [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {self.unit}{end}")
         sys.stderr.flush()
 
 
-def run(settings: Settings, calls: int, concurrency: int, time_scale: float, seed: int) -> DemoResult:
+def run(settings: Settings, calls: int, concurrency: int, time_scale: float, seed: int, graded_per_budget: int = 0) -> DemoResult:
+    """The mixed workload, then (graded_per_budget > 0) the graded tasks of demo_tasks."""
     planned = plan(calls, seed)
     fleet = Fleet(time_scale)
     thinkmeter.instrument(
@@ -301,8 +307,14 @@ def run(settings: Settings, calls: int, concurrency: int, time_scale: float, see
     for call, error in zip(planned, errors, strict=True):
         if error is not None and call.scenario.error_status is None and call.scenario.disconnect_after_visible is None:
             result.mismatches.append(f"call {call.index} ({call.provider}) failed unplanned: {error!r}")
+    if graded_per_budget > 0:
+        result.graded = demo_tasks.run(
+            settings, clients, fleet.simulators["openai"].base_url, fleet.providers, graded_per_budget, concurrency, seed,
+            prefix=f"demo-{uuid.uuid4().hex[:6]}", progress=Progress(len(demo_tasks.plan(graded_per_budget, seed, "")), "graded tasks").step,
+        )  # fmt: skip
     replies = fleet.stop()
     thinkmeter.flush(timeout_s=60)
+    result.window_s = int(time.monotonic() - started) + 60
     verify(settings, planned, replies, result)
     return result
 
@@ -388,7 +400,7 @@ def _compare(row: dict[str, Any], call: Planned, reply: Reply, prices: PriceTabl
         # an estimate is priced as stored; its closeness to the truth is reported apart
         reasoning_tokens=row["reasoning_tokens"] if provider.reasoning_estimated else truth.reasoning_tokens,
     )
-    cost = prices.cost(reply.model, usage)
+    cost = prices.cost(provider.name, reply.model, usage)
     stored_cost = row["cost_usd"]
     if (cost is None) != (stored_cost is None) or (cost is not None and abs(cost.total_usd - stored_cost) > 1e-12):
         problems.append(f"cost: stored {stored_cost}, expected {cost and cost.total_usd}")

@@ -38,6 +38,18 @@ FROM llm_calls WHERE {window}
 GROUP BY {column} ORDER BY total_cost_usd DESC, calls DESC
 """
 
+# Calls that hit their output cap while still thinking: billed, no visible answer (unknown: not counted).
+_ANSWER_LOST = """
+SELECT
+    model,
+    task_class,
+    count() AS answers_lost,
+    round(sum(cost_usd), 6) AS total_cost_usd,
+    countIf(cost_usd IS NULL) AS calls_without_price
+FROM llm_calls WHERE {window} AND answer_lost = true
+GROUP BY model, task_class ORDER BY answers_lost DESC, total_cost_usd DESC
+"""
+
 # Streamed calls only: a non-streamed call has no first token to time.
 _LATENCY = """
 SELECT
@@ -84,6 +96,7 @@ def spend_report(client: Any, window_s: int) -> dict[str, Any]:
     report: dict[str, Any] = {"window_s": window_s, "totals": _rows(client, _TOTALS, params)[0]}
     report["by"] = {column: _rows(client, _BY.replace("{column}", column), params) for column in GROUPINGS}
     report["latency"] = _rows(client, _LATENCY, params)
+    report["answer_lost"] = _rows(client, _ANSWER_LOST, params)
     return report
 
 

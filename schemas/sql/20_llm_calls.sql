@@ -10,7 +10,7 @@ CREATE TABLE IF NOT EXISTS {{database}}.llm_calls {{on_cluster}}(
     duration_s Float64,
     model LowCardinality(String),
     -- Span attribute columns, generated from schemas/contract.py.
-{{llm_calls_columns}},
+{{columns:llm_calls}},
     INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1
 ) ENGINE = {{engine:MergeTree}}
 PARTITION BY toYYYYMM(Timestamp)
@@ -30,7 +30,7 @@ AS SELECT
     StatusCode,
     Duration / 1e9 AS duration_s,
     if(response_model != '', response_model, request_model) AS model,
-{{llm_calls_select}}
+{{select:llm_calls}}
 FROM {{database}}.otel_traces
 -- thinkmeter's own spans only: SDKs that trace themselves (anthropic 2.x) or other GenAI
 -- instrumentations also write gen_ai.* spans, and counting them would bill a call twice.

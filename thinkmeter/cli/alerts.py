@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from thinkmeter.cli._options import INTERVAL_S
+
 log = logging.getLogger("thinkmeter.alerts")
 
 EXIT_FIRING = 3
@@ -21,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
     run = commands.add_parser("run", help="evaluate the rules every --interval seconds until SIGTERM or Ctrl-C")
     add_alert_options(run)
-    run.add_argument("--interval", type=float, default=60.0, metavar="S", help="seconds between evaluations (default 60)")
+    run.add_argument("--interval", type=INTERVAL_S, default=60.0, metavar="S", help="seconds between evaluations, up to 86400 (default 60)")
     run.set_defaults(func=run_daemon)
     check = commands.add_parser(
         "check",

@@ -8,6 +8,8 @@ import signal
 import threading
 from pathlib import Path
 
+from thinkmeter.cli._options import INTERVAL_S
+
 logger = logging.getLogger("thinkmeter.collectors")
 
 
@@ -28,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="engine server base URL, e.g. http://127.0.0.1:8000 (repeatable; the engine is detected)",
     )
-    collect.add_argument("--interval", type=float, metavar="S", help="seconds between samples (default 5)")
+    collect.add_argument("--interval", type=INTERVAL_S, metavar="S", help="seconds between samples, up to 86400 (default 5)")
     collect.add_argument("--config", type=Path, metavar="FILE", help="JSON file with gpu, engines, interval_s")
     collect.set_defaults(func=run_collect)
 

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from thinkmeter.cli._options import PORT
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     provision = subparsers.add_parser("provision", help="set up Grafana for thinkmeter")
@@ -23,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     grafana.add_argument("--token", default=os.environ.get("GRAFANA_TOKEN"), help="service-account token (default $GRAFANA_TOKEN); user:password also works")
     grafana.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
     grafana.add_argument("--clickhouse-host", help="default: localhost")
-    grafana.add_argument("--clickhouse-port", type=int,
+    grafana.add_argument("--clickhouse-port", type=PORT,
                          help="default: thinkmeter serve's port (8123) without THINKMETER_CLICKHOUSE_URL, else 9000")
     grafana.add_argument("--clickhouse-protocol", choices=("native", "http"),
                          help="default: http to thinkmeter serve without THINKMETER_CLICKHOUSE_URL, else native")

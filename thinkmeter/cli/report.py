@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_window(text: str) -> int:
-    """'90m', '24h', '7d' -> seconds."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"window {text!r} is not like 30m, 24h or 7d")
-    return int(float(match.group(1)) * _SECONDS[match.group(2)])
+from thinkmeter.cli._options import integer, number, window
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,14 +20,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.set_defaults(func=run_report)
     outliers = subparsers.add_parser("outliers", help="calls whose reasoning exceeds k x the p-quantile of their task class")
     _common(outliers)
-    outliers.add_argument("-k", type=float, default=2.0, help="multiple of the class quantile (default 2)")
-    outliers.add_argument("--quantile", type=float, default=0.95, help="class quantile (default 0.95)")
-    outliers.add_argument("--limit", type=int, default=50)
+    outliers.add_argument("-k", type=number(1, 1000), default=2.0, help="multiple of the class quantile, 1 to 1000 (default 2)")
+    outliers.add_argument(
+        "--quantile", type=number(0, 1, above_low=True, below_high=True), default=0.95, help="class quantile, between 0 and 1 (default 0.95)"
+    )
+    outliers.add_argument("--limit", type=integer(1, 10_000), default=50, help="calls listed, 1 to 10000 (default 50)")
     outliers.set_defaults(func=run_outliers)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--window", type=parse_window, default=parse_window("24h"), help="look-back window, e.g. 1h, 24h, 7d (default 24h)")
+    parser.add_argument("--window", type=window, default=window("24h"), help="look-back window, e.g. 1h, 24h, 7d, up to 3650d (default 24h)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
 
 
@@ -95,6 +87,12 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [f"  {key:<26} {_cell(value)}" for key, value in totals.items()]
     for column, rows in report["by"].items():
         lines += ["", f"By {column.replace('_', ' ')}", format_table(rows)]
+    lost = report["answer_lost"]
+    lines += [
+        "",
+        f"Answers lost to reasoning (output cap hit while thinking, nothing visible, billed): {sum(r['answers_lost'] for r in lost)} calls",
+        format_table(lost),
+    ]
     lines += ["", "Latency of streamed calls: time to first token (ttft) vs first visible token (ttfvt)", format_table(report["latency"])]
     return "\n".join(lines)
 

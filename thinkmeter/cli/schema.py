@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import os
 
+from thinkmeter.cli._options import integer
 from thinkmeter.config import Settings
 from thinkmeter.schemas.ddl import render, role_statements
 from thinkmeter.store import apply_schema, embedded_store, open_client, store_label
@@ -21,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for sub in (apply_parser, show_parser):
         sub.add_argument("--cluster", metavar="NAME", help="ON CLUSTER NAME with Replicated* engines")
         sub.add_argument("--database", metavar="DB", default="default", help="target database (default: default)")
-        sub.add_argument("--ttl-days", metavar="N", type=int, help="drop raw rows older than N days (default: keep)")
+        sub.add_argument("--ttl-days", metavar="N", type=integer(1, 36500), help="drop raw rows older than N days, 1 to 36500 (default: keep)")
     apply_parser.set_defaults(func=run_apply)
     show_parser.set_defaults(func=run_show)
     roles_parser = actions.add_parser(
