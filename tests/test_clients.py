@@ -22,6 +22,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from tests.grafana_http import GrafanaDatasource, HttpStatusError
+from tests.grafana_seed import seed_tasks
 from tests.serve_in_process import serve_http
 from tests.test_dashboards import DASHBOARDS, PANEL_QUERIES, client, seeded, selections, time_range  # noqa: F401 (fixtures)
 from thinkmeter.alerts.rules import AlertSettings, Quota, build_rules
@@ -58,8 +59,9 @@ def serve_url(store_settings: Settings, client: Client, seeded) -> Iterator[str]
 
 
 @pytest.fixture(scope="module")
-def expected(client: Client, seeded) -> dict[str, tuple[list[str], int]]:  # noqa: F811
+def expected(store_settings: Settings, client: Client, seeded) -> dict[str, tuple[list[str], int]]:  # noqa: F811
     """What the store answers each query directly: column names and row count."""
+    seed_tasks(store_settings, client, f"{seeded.service}-tasks", "graded")  # for the cost-per-solved-task rule
     answers = {}
     for name, sql in all_queries(seeded):
         result = client.query(sql)
