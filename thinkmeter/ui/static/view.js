@@ -239,7 +239,7 @@
   function stat(body, panel, columns, rows) {
     const row = rows[0] || [];
     body.append(el("div", { class: "stats" }, ...columns.map((c, i) =>
-      el("div", { class: "stat", "data-column": c }, el("span", { class: "value", text: format(row[i], panel.units[c]) }),
+      el("div", { class: "stat", "data-column": c, "data-value": String(row[i]) }, el("span", { class: "value", text: format(row[i], panel.units[c]) }),
          el("span", { class: "name", text: c.replaceAll("_", " ") })))));
     return rows.length;
   }
