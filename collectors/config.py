@@ -65,7 +65,7 @@ def _read_file(path: Path) -> dict:
     if unknown:
         raise ValueError(f"collector config {path}: unknown keys {sorted(unknown)}; use gpu, engines, interval_s")
     if not isinstance(values.get("engines", []), list):
-        raise ValueError(f"collector config {path}: engines must be a list of URLs or {{url, engine, model}} objects")
+        raise ValueError(f"collector config {path}: engines must be a list of URLs or {{url, engine, model, kv_layout}} objects")
     return values
 
 

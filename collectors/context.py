@@ -14,6 +14,7 @@ import time
 from thinkmeter.collectors.engines import EngineSnapshot
 from thinkmeter.collectors.gpu import GpuSnapshot
 from thinkmeter.schemas.semconv import (
+    ENGINE_KV_CACHE_LAYOUT as KV_CACHE_LAYOUT,
     ENGINE_KV_CACHE_USAGE as KV_CACHE_USAGE,
     ENGINE_REQUESTS_RUNNING as REQUESTS_RUNNING,
     ENGINE_REQUESTS_WAITING as REQUESTS_WAITING,
@@ -82,17 +83,18 @@ def latest_gpu_snapshot() -> GpuSnapshot | None:
     return entry[0]
 
 
-def engine_context_attributes(server_address: str, server_port: int | None = None) -> dict[str, float | int]:
+def engine_context_attributes(server_address: str, server_port: int | None = None) -> dict[str, float | int | str]:
     """Span attributes describing the pressure a request to this engine starts under; {} when unknown.
 
     GPU figures are added only for an engine on this host (the collector sees only local GPUs): mean
     utilization over the GPUs that report it and memory used summed over physical GPUs.
     """
-    attributes: dict[str, float | int] = {}
+    attributes: dict[str, float | int | str] = {}
     snapshot = latest_engine_snapshot(server_address, server_port)
     if snapshot is not None:
         for key, value in (
             (KV_CACHE_USAGE, snapshot.kv_cache_usage),
+            (KV_CACHE_LAYOUT, snapshot.kv_cache_layout),
             (REQUESTS_RUNNING, snapshot.requests_running),
             (REQUESTS_WAITING, snapshot.requests_waiting),
         ):

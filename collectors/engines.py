@@ -1,8 +1,9 @@
 """Scrape inference-engine servers into one normalized snapshot per server.
 
-vLLM, SGLang, TGI and llama.cpp expose Prometheus `/metrics`; llama.cpp's KV state is read from `/slots`
-and Ollama's loaded models from `/api/ps`. Engine metric names changed across releases, so each quantity
-lists its names newest first and the first one present wins.
+vLLM, SGLang, TGI and llama.cpp expose Prometheus `/metrics`; llama.cpp's KV state and in-flight tokens
+are read from `/slots`, its model from `/v1/models`, and Ollama's loaded models from `/api/ps`. Engine
+metric names changed across releases, so each quantity lists its names newest first and the first one
+present wins.
 
 Counters and histograms become deltas between two scrapes (a value that went down means the server
 restarted: the new value is what was counted since). A quantity the engine does not expose, or that
@@ -22,8 +23,12 @@ from urllib.parse import urlsplit
 
 from thinkmeter.collectors import prometheus_text
 from thinkmeter.collectors.prometheus_text import Exposition
+from thinkmeter.schemas import semconv as sc
 
-ENGINES = ("vllm", "sglang", "tgi", "llamacpp", "ollama")
+ENGINES = (sc.ENGINE_VLLM, sc.ENGINE_SGLANG, sc.ENGINE_TGI, sc.ENGINE_LLAMA_CPP, sc.ENGINE_OLLAMA)
+KV_LAYOUTS = (sc.KV_LAYOUT_UNIFIED, sc.KV_LAYOUT_PER_SLOT)
+# llama-server's slot count when none is given: 4 slots sharing one unified KV pool.
+_LLAMA_CPP_DEFAULT_SLOTS = 4
 _MAX_BODY_BYTES = 8 * 1024 * 1024
 _TIMEOUT_S = 2.0  # per request; a server slower than this is treated as not answering
 
@@ -64,6 +69,7 @@ class EngineSnapshot:
     interval_start_unix_nano: int | None = None
     kv_cache_usage: float | None = None  # 0-1 fraction of the KV pool held by running requests
     kv_cache_capacity_tokens: int | None = None
+    kv_cache_layout: str | None = None  # llama.cpp: how usage counts a pool shared by several slots
     # SGLang's pool in tokens: held by running requests, cached and reclaimable, free.
     kv_cache_used_tokens: int | None = None
     kv_cache_evictable_tokens: int | None = None
@@ -103,7 +109,7 @@ class _Names:
 
 
 _PROMETHEUS_ENGINES: dict[str, _Names] = {
-    "vllm": _Names(
+    sc.ENGINE_VLLM: _Names(
         prefix="vllm:",
         kv_usage=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
         running=("vllm:num_requests_running",),
@@ -116,7 +122,7 @@ _PROMETHEUS_ENGINES: dict[str, _Names] = {
         ttft=("vllm:time_to_first_token_seconds",),
         itl=("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
     ),
-    "sglang": _Names(
+    sc.ENGINE_SGLANG: _Names(
         prefix="sglang:",
         kv_usage=("sglang:token_usage",),
         kv_capacity=("sglang:max_total_num_tokens",),
@@ -145,7 +151,7 @@ _PROMETHEUS_ENGINES: dict[str, _Names] = {
         itl=("tgi_request_mean_time_per_token_duration",),
     ),
     # kv_cache_usage_ratio exists only in older llama.cpp builds; newer ones need /slots.
-    "llamacpp": _Names(
+    sc.ENGINE_LLAMA_CPP: _Names(
         prefix="llamacpp:",
         kv_usage=("llamacpp:kv_cache_usage_ratio",),
         running=("llamacpp:requests_processing",),
@@ -158,8 +164,26 @@ _PROMETHEUS_ENGINES: dict[str, _Names] = {
 }
 
 
+@dataclass(frozen=True)
+class _Slots:
+    """What llama.cpp's `/slots` says about the whole server."""
+
+    running: int
+    kv_usage: float | None
+    capacity: int | None
+    layout: str | None
+    decoding: int  # tokens generated so far by the requests in flight
+
+
 class EngineScraper:
-    """Reads one engine server; `scrape()` returns its current snapshot or raises ScrapeError."""
+    """Reads one engine server; `scrape()` returns its current snapshot or raises ScrapeError.
+
+    `kv_layout` (llama.cpp): whether the server's slots share one KV pool ("unified") or each has its
+    own part ("per_slot"). The server does not say; without it, a server with llama-server's default
+    4 slots is taken as unified and any other count as per-slot (`--parallel N` without
+    `--kv-unified`), unless the slots hold more tokens than one slot's context, which only per-slot
+    parts can.
+    """
 
     def __init__(
         self,
@@ -167,9 +191,12 @@ class EngineScraper:
         engine: str | None = None,
         model: str | None = None,
         interval_s: float = 5.0,
+        kv_layout: str | None = None,
     ) -> None:
         if engine is not None and engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)} or leave it out to detect it")
+        if kv_layout is not None and kv_layout not in KV_LAYOUTS:
+            raise ValueError(f"unknown KV-cache layout {kv_layout!r}; use {' or '.join(KV_LAYOUTS)}")
         self.base_url = _base_url(url)
         parts = urlsplit(self.base_url)
         if not parts.hostname:
@@ -179,6 +206,10 @@ class EngineScraper:
         self.engine = engine
         self.model = model
         self.interval_s = interval_s
+        self.kv_layout = kv_layout
+        self._served_model: str | None = None  # llama.cpp's /v1/models, read once per run of the server
+        self._decoding: int | None = None  # llama.cpp: tokens in flight at the previous scrape
+        self._overcounted = 0.0  # llama.cpp: tokens an earlier interval counted that a later one takes back
         self._previous_time_ns: int | None = None
         self._previous_monotonic: float | None = None
         self._counters: dict[str, float] = {}
@@ -192,10 +223,14 @@ class EngineScraper:
         fetched = None  # what detection already read, so the first scrape reads each endpoint once
         if self.engine is None:
             self.engine, fetched = self._detect()
-        if self.engine == "ollama":
-            snapshot = self._ollama(now_ns, fetched)
-        else:
-            snapshot = self._prometheus(self.engine, now_ns, monotonic, fetched)
+        try:
+            if self.engine == sc.ENGINE_OLLAMA:
+                snapshot = self._ollama(now_ns, fetched)
+            else:
+                snapshot = self._prometheus(self.engine, now_ns, monotonic, fetched)
+        except ScrapeError:
+            self._served_model = None  # the server may come back with another model
+            raise
         self._previous_time_ns = now_ns
         self._previous_monotonic = monotonic
         return snapshot
@@ -238,7 +273,7 @@ class EngineScraper:
             except ScrapeError:
                 raise metrics_error from None
             if isinstance(payload, dict) and isinstance(payload.get("models"), list):
-                return "ollama", payload
+                return sc.ENGINE_OLLAMA, payload
             raise metrics_error from None
         for engine, names in _PROMETHEUS_ENGINES.items():
             if any(name.startswith(names.prefix) for name in exposition.samples):
@@ -252,8 +287,10 @@ class EngineScraper:
     def _prometheus(self, engine: str, now_ns: int, monotonic: float, exposition: Exposition | None) -> EngineSnapshot:
         names = _PROMETHEUS_ENGINES[engine]
         slots = None
-        if engine == "llamacpp":
+        model = self.model
+        if engine == sc.ENGINE_LLAMA_CPP:
             slots, exposition = self._llamacpp_sources(exposition)
+            model = model or self._llamacpp_model()
         elif exposition is None:
             exposition = self._metrics()
         elapsed = None if self._previous_monotonic is None else monotonic - self._previous_monotonic
@@ -261,21 +298,23 @@ class EngineScraper:
         kv_usage = _mean(exposition, names.kv_usage)
         running = _total(exposition, names.running)
         waiting = _total(exposition, names.waiting)
-        capacity = _vllm_capacity(exposition) if engine == "vllm" else _total(exposition, names.kv_capacity)
+        capacity = _vllm_capacity(exposition) if engine == sc.ENGINE_VLLM else _total(exposition, names.kv_capacity)
         used, evictable, available = (_total(exposition, n) for n in (names.kv_used, names.kv_evictable, names.kv_available))
         if used is not None and available is not None:
             pool = used + (evictable or 0) + available
             if pool > 0:
                 kv_usage = used / pool
                 capacity = capacity if capacity is not None else pool
+        layout = None
         if slots is not None:
-            slot_running, slot_usage, slot_capacity = slots
-            running = running if running is not None else slot_running
-            kv_usage = kv_usage if kv_usage is not None else slot_usage
-            capacity = capacity if capacity is not None else slot_capacity
+            running = running if running is not None else slots.running
+            if kv_usage is None:
+                kv_usage, capacity, layout = slots.kv_usage, slots.capacity, slots.layout
 
         preemptions = self._counter_delta(exposition, names.preemptions)
         generated = self._counter_delta(exposition, names.generation_tokens)
+        if engine == sc.ENGINE_LLAMA_CPP:
+            generated = self._llamacpp_generated(generated, slots)
         hit_rate = self._prefix_hit_rate(exposition, names)
 
         return EngineSnapshot(
@@ -283,11 +322,12 @@ class EngineScraper:
             url=self.base_url,
             server_address=self.server_address,
             server_port=self.server_port,
-            model=self.model or _reported_model(exposition),
+            model=model or _reported_model(exposition),
             time_unix_nano=now_ns,
             interval_start_unix_nano=self._previous_time_ns,
             kv_cache_usage=kv_usage,
             kv_cache_capacity_tokens=None if capacity is None else round(capacity),
+            kv_cache_layout=layout,
             kv_cache_used_tokens=_tokens(used),
             kv_cache_evictable_tokens=_tokens(evictable),
             kv_cache_available_tokens=_tokens(available),
@@ -300,10 +340,10 @@ class EngineScraper:
             inter_token_latency=self._histogram_delta(exposition, names.itl),
         )
 
-    def _llamacpp_sources(
-        self, exposition: Exposition | None
-    ) -> tuple[tuple[int, float | None, int | None] | None, Exposition]:
-        """/metrics (needs --metrics) and /slots (off with --no-slots): either one is enough."""
+    def _llamacpp_sources(self, exposition: Exposition | None) -> tuple[_Slots | None, Exposition]:
+        """/metrics (needs --metrics) and /slots (off with --no-slots): either one is enough. When the
+        two disagree on the requests in flight, one ended or began between the reads, and /slots is
+        read again so that each request is counted either in flight or done."""
         errors = []
         if exposition is None:
             try:
@@ -312,13 +352,41 @@ class EngineScraper:
                 errors.append(exc)
                 exposition = Exposition()
         try:
-            slots = _llamacpp_slots(self._get_json("/slots"))
+            slots = _llamacpp_slots(self._get_json("/slots"), self.kv_layout)
+            processing = _total(exposition, _PROMETHEUS_ENGINES[sc.ENGINE_LLAMA_CPP].running)
+            if processing is not None and processing != slots.running:
+                slots = _llamacpp_slots(self._get_json("/slots"), self.kv_layout)
         except ScrapeError as exc:
             errors.append(exc)
             slots = None
         if len(errors) == 2:
             raise ScrapeError(f"{errors[0]}; {errors[1]}")
         return slots, exposition
+
+    def _llamacpp_model(self) -> str | None:
+        """The model the server serves (`/v1/models`), read on the first scrape after it came up."""
+        if self._served_model is None:
+            try:
+                payload = self._get_json("/v1/models")
+            except ScrapeError:
+                return None
+            data = payload.get("data") if isinstance(payload, dict) else None
+            ids = sorted({str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")}) if isinstance(data, list) else []
+            self._served_model = ",".join(ids) or None
+        return self._served_model
+
+    def _llamacpp_generated(self, finished: float | None, slots: _Slots | None) -> float | None:
+        """Tokens generated during the interval. llama.cpp adds a request's tokens to
+        tokens_predicted_total only when the request ends, so the counter alone reads 0 while requests
+        generate and all of it at their end: add the change in tokens the slots have decoded in flight."""
+        decoding, self._decoding = self._decoding, None if slots is None else slots.decoding
+        if finished is None or slots is None or decoding is None:
+            return None
+        # A request that ended between the two reads can still be counted twice or not at all; what an
+        # interval would take back below zero is taken from the next ones instead, so totals stay exact.
+        generated = finished + slots.decoding - decoding - self._overcounted
+        self._overcounted = max(0.0, -generated)
+        return max(0.0, generated)
 
     def _prefix_hit_rate(self, exposition: Exposition, names: _Names) -> float | None:
         """From the hit and query counters when the engine has them (None for an interval without
@@ -376,7 +444,7 @@ class EngineScraper:
         )
         names = sorted({m.name for m in models if m.name})
         return EngineSnapshot(
-            engine="ollama",
+            engine=sc.ENGINE_OLLAMA,
             url=self.base_url,
             server_address=self.server_address,
             server_port=self.server_port,
@@ -442,26 +510,31 @@ def _vllm_capacity(exposition: Exposition) -> int | None:
     return total or None
 
 
-def _llamacpp_slots(payload: Any) -> tuple[int, float | None, int | None]:
-    """Running requests, KV usage and capacity from llama.cpp `/slots`.
+def _llamacpp_slots(payload: Any, layout: str | None) -> _Slots:
+    """Running requests, KV usage and capacity, and tokens in flight from llama.cpp `/slots`.
 
-    A slot's `n_prompt_tokens` is what it holds in the KV cache (prompt plus generated tokens). Usage and
-    capacity are exact only for a single slot: with several, `n_ctx` is per slot, or the whole pool when
-    the slots share a unified cache, and `/slots` does not say which.
+    A busy slot's `n_prompt_tokens` is what it holds in the KV cache (prompt plus generated tokens) and
+    `next_token[0].n_decoded` what it generated so far. Every slot reports its context as `n_ctx`: the
+    whole pool when the slots share it (unified), its own part otherwise (per_slot).
     """
     if not isinstance(payload, list) or not all(isinstance(slot, dict) for slot in payload):
         raise ScrapeError("llama.cpp /slots did not return a list of slots")
     busy = [slot for slot in payload if slot.get("is_processing") or slot.get("state", 0) != 0]
-    if len(payload) != 1:
-        return len(busy), None, None
-    slot = payload[0]
-    n_ctx = _int_or_none(slot.get("n_ctx"))
-    tokens = _int_or_none(slot.get("n_prompt_tokens"))
-    if not n_ctx:
-        return len(busy), None, None
-    if not busy:
-        return 0, 0.0, n_ctx
-    return len(busy), (None if tokens is None else min(tokens / n_ctx, 1.0)), n_ctx
+    decoding = sum(_int_or_none(_first(slot.get("next_token")).get("n_decoded")) or 0 for slot in busy)
+    contexts = [_int_or_none(slot.get("n_ctx")) for slot in payload]
+    held = [_int_or_none(slot.get("n_prompt_tokens")) for slot in busy]
+    if not payload or not all(contexts) or None in held:
+        return _Slots(len(busy), None, None, None, decoding)
+    tokens = sum(held)  # type: ignore[arg-type]
+    if layout is None:
+        shared = len(payload) == _LLAMA_CPP_DEFAULT_SLOTS and len(set(contexts)) == 1 and tokens <= contexts[0]  # type: ignore[operator]
+        layout = sc.KV_LAYOUT_UNIFIED if shared else sc.KV_LAYOUT_PER_SLOT
+    capacity = contexts[0] if layout == sc.KV_LAYOUT_UNIFIED else sum(contexts)  # type: ignore[arg-type]
+    return _Slots(len(busy), min(tokens / capacity, 1.0), capacity, layout, decoding)  # type: ignore[operator]
+
+
+def _first(value: Any) -> dict:
+    return value[0] if isinstance(value, list) and value and isinstance(value[0], dict) else {}
 
 
 def _summed_histogram(series: list[prometheus_text.Histogram]) -> prometheus_text.Histogram | None:

@@ -47,8 +47,15 @@ def engine_points(snapshot: EngineSnapshot) -> list[MetricPoint]:
         if value is not None:
             points.append(Gauge(name, unit, description, attributes, now, float(value)))
 
-    gauge(sc.METRIC_ENGINE_KV_CACHE_USAGE, "1", "Fraction of the KV-cache pool held by running requests", snapshot.kv_cache_usage)
-    gauge(sc.METRIC_ENGINE_KV_CACHE_CAPACITY, "{token}", "KV-cache capacity in tokens", snapshot.kv_cache_capacity_tokens)
+    kv_attributes = attributes
+    if snapshot.kv_cache_layout is not None:
+        kv_attributes = {**attributes, sc.ENGINE_KV_CACHE_LAYOUT: snapshot.kv_cache_layout}
+    for name, unit, description, value in (
+        (sc.METRIC_ENGINE_KV_CACHE_USAGE, "1", "Fraction of the KV-cache pool held by running requests", snapshot.kv_cache_usage),
+        (sc.METRIC_ENGINE_KV_CACHE_CAPACITY, "{token}", "KV-cache capacity in tokens", snapshot.kv_cache_capacity_tokens),
+    ):
+        if value is not None:
+            points.append(Gauge(name, unit, description, kv_attributes, now, float(value)))
     for name, description, value in (
         (sc.METRIC_ENGINE_KV_CACHE_USED_TOKENS, "KV-cache tokens held by running requests", snapshot.kv_cache_used_tokens),
         (sc.METRIC_ENGINE_KV_CACHE_EVICTABLE_TOKENS, "KV-cache tokens cached for reuse and reclaimable", snapshot.kv_cache_evictable_tokens),
@@ -66,7 +73,7 @@ def engine_points(snapshot: EngineSnapshot) -> list[MetricPoint]:
     gauge(
         sc.METRIC_ENGINE_GENERATION_TOKENS_RATE,
         "{token}/s",
-        "Generated tokens per second over the interval",
+        "Generated tokens per second over the interval, requests still generating included",
         snapshot.generation_tokens_rate,
     )
     start = snapshot.interval_start_unix_nano
@@ -99,7 +106,7 @@ def engine_points(snapshot: EngineSnapshot) -> list[MetricPoint]:
         if delta is not None and start is not None:
             points.append(_histogram(name, description, attributes, start, now, delta))
 
-    if snapshot.engine == "ollama":
+    if snapshot.engine == sc.ENGINE_OLLAMA:
         gauge(sc.METRIC_ENGINE_MODELS_LOADED, "{model}", "Models loaded in memory", len(snapshot.loaded_models))
         for model in snapshot.loaded_models:
             model_attributes = {**attributes, sc.REQUEST_MODEL: model.name}

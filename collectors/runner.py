@@ -30,7 +30,7 @@ _STALE_AFTER_INTERVALS = 3
 _STORE_LOCK_TIMEOUT_S = 2.0
 
 Sink = Callable[[Sequence[MetricPoint]], None]
-EngineSpec = str | Mapping[str, object]  # a URL, or {"url": ..., "engine": ..., "model": ...}
+EngineSpec = str | Mapping[str, object]  # a URL, or {"url": ..., "engine": ..., "model": ..., "kv_layout": ...}
 
 
 class StoreSink:
@@ -56,18 +56,19 @@ class StoreSink:
 
 
 def engine_scraper(spec: EngineSpec, interval_s: float = DEFAULT_INTERVAL_S) -> EngineScraper:
-    """A scraper from "http://host:port" or {"url": ..., "engine": ..., "model": ...}."""
+    """A scraper from "http://host:port" or {"url": ..., "engine": ..., "model": ..., "kv_layout": ...}."""
     if isinstance(spec, str):
         return EngineScraper(spec, interval_s=interval_s)
-    unknown = set(spec) - {"url", "engine", "model"}
+    unknown = set(spec) - {"url", "engine", "model", "kv_layout"}
     if "url" not in spec or unknown:
-        raise ValueError(f"engine entry {dict(spec)!r}: give url and optionally engine and model")
-    engine, model = spec.get("engine"), spec.get("model")
+        raise ValueError(f"engine entry {dict(spec)!r}: give url and optionally engine, model and kv_layout")
+    engine, model, layout = spec.get("engine"), spec.get("model"), spec.get("kv_layout")
     return EngineScraper(
         str(spec["url"]),
         engine=None if engine is None else str(engine),
         model=None if model is None else str(model),
         interval_s=interval_s,
+        kv_layout=None if layout is None else str(layout),
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from thinkmeter.schemas.semconv import ENGINE_NAMES
+
 # gen_ai.provider.name values of the GenAI semconv where one exists.
 KNOWN_HOSTS = {
     "api.openai.com": "openai",
@@ -22,7 +24,7 @@ KNOWN_HOST_SUFFIXES = {
     "-aiplatform.googleapis.com": "gcp.vertex_ai",
 }
 # Provider names that are self-hosted inference engines.
-ENGINES = frozenset({"vllm", "sglang", "llama.cpp", "tgi", "ollama", "transformers"})
+ENGINES = frozenset(ENGINE_NAMES)
 UNKNOWN_PROVIDER = "openai_compatible"
 
 
@@ -32,6 +34,7 @@ class Endpoint:
     engine: str | None
     address: str | None
     port: int | None
+    origin: str | None = None  # scheme://host:port of a self-hosted engine, for its own endpoints
 
 
 class EndpointResolver:
@@ -60,4 +63,6 @@ class EndpointResolver:
         provider = self._overrides.get(f"{host}:{port}") or self._overrides.get(host) or KNOWN_HOSTS.get(host)
         if provider is None:
             provider = next((p for suffix, p in KNOWN_HOST_SUFFIXES.items() if host.endswith(suffix)), default)
-        return Endpoint(provider, provider if provider in ENGINES else None, host or None, port)
+        engine = provider if provider in ENGINES else None
+        origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if engine and parts.scheme and parts.netloc else None
+        return Endpoint(provider, engine, host or None, port, origin)

@@ -30,6 +30,17 @@ def estimate_reasoning(usage: Usage, visible_chars: int) -> None:
     usage.reasoning_source = Source.ESTIMATED
 
 
+def estimate_missing_reasoning(usage: Usage, reasoning_chars: int, visible_chars: int) -> None:
+    """A reply that carried reasoning text but no reasoning count (SGLang, llama.cpp, older vLLM), or a
+    count of 0 that its own text contradicts (vLLM with a reasoning template injected into the prompt),
+    gets reasoning = output - tokens(answer text), marked estimated; the reasoning text's own estimate
+    when the answer's ate it all."""
+    if reasoning_chars and usage.output_tokens is not None and not usage.reasoning_tokens:
+        estimate_reasoning(usage, visible_chars)
+        if not usage.reasoning_tokens:
+            estimate_reasoning_from_text(usage, reasoning_chars)
+
+
 def estimate_reasoning_from_text(usage: Usage, reasoning_chars: int) -> None:
     """Set reasoning to the estimated tokens of the reasoning text (at most the output), marked estimated.
 

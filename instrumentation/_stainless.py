@@ -12,6 +12,7 @@ from typing import Any, Callable
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import Patcher
 from thinkmeter.instrumentation._telemetry import Call, Telemetry
+from thinkmeter.instrumentation._tokenize import TOKENIZING_ENGINES
 from thinkmeter.schemas.record import CallRecord
 
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
@@ -32,7 +33,10 @@ def start_call(
     record.engine = endpoint.engine
     record.server_address = endpoint.address
     record.server_port = endpoint.port
-    return Call(telemetry, record)
+    call = Call(telemetry, record)
+    if endpoint.engine in TOKENIZING_ENGINES:
+        call.engine_origin = endpoint.origin
+    return call
 
 
 def deliver_raw(call: Call, result: Any, mode: str, read: Callable[[CallRecord, Any], None]) -> Any:

@@ -17,11 +17,17 @@ from thinkmeter.instrumentation._telemetry import Call
 from thinkmeter.schemas.record import CallRecord
 
 
+# What on_item says about an item: the caller sees it (False), never sees it (True: a usage chunk we
+# asked for), or sees it once the next item has been read (HOLD: the last chunk, which gets what
+# the server put on the hidden usage chunk instead of on it, as it would without us).
+HOLD = 2
+
+
 class StreamAccumulator(Protocol):
     call: Call
 
-    def on_item(self, item: Any) -> bool:
-        """Take in one streamed item; True hides it from the caller (a usage chunk we asked for)."""
+    def on_item(self, item: Any) -> bool | int:
+        """Take in one streamed item; True hides it from the caller, HOLD delays it by one item."""
 
     def on_end(self) -> None:
         """Move what the stream carried (usage, model, finish reasons) into call.record."""
@@ -40,13 +46,13 @@ def record_reply_identity(record: CallRecord, model: str | None, response_id: st
         record.finish_reasons = tuple(finish_reasons[i] for i in sorted(finish_reasons))
 
 
-def _shown(acc: StreamAccumulator, item: Any) -> bool:
-    """Feed one item to the accumulator; whether the caller sees it. An unreadable item is shown."""
+def _verdict(acc: StreamAccumulator, item: Any) -> bool | int:
+    """Feed one item to the accumulator; what the caller gets of it. An unreadable item is shown."""
     try:
-        return not acc.on_item(item)
+        return acc.on_item(item)
     except Exception:
         log_once(f"{type(acc).__name__}.on_item", "thinkmeter: cannot read a streamed item; figures of this stream may be incomplete")
-        return True
+        return False
 
 
 def _traced_items(proxy: TracedStream, wrapped: Any, acc: StreamAccumulator) -> Iterator[Any]:
@@ -56,17 +62,33 @@ def _traced_items(proxy: TracedStream, wrapped: Any, acc: StreamAccumulator) -> 
     `for item in client.create(stream=True)` nothing else does, and the proxy's __del__ would end
     the call before its first item."""
     pull = wrapped.__next__
+    pending = proxy._pending()  # read by an earlier next(stream)
+    if pending is not None:
+        yield pending
+    holding = proxy._self_held is not None  # kept on the proxy too, for a next(stream) in between
     while True:
         try:
             item = pull()
         except StopIteration:
             finish_stream(acc, None)
+            if holding and proxy._self_held is not None:
+                yield proxy._release()
             return
         except BaseException as error:
             finish_stream(acc, error)
+            if holding and proxy._self_held is not None:
+                yield proxy._release()
             raise
-        if _shown(acc, item):
+        verdict = _verdict(acc, item)
+        if holding:
+            holding = False
+            if proxy._self_held is not None:
+                yield proxy._release()
+        if not verdict:
             yield item
+        elif verdict == HOLD:
+            proxy._self_held = item
+            holding = True
 
 
 @dont_throw
@@ -80,7 +102,51 @@ def finish_stream(acc: StreamAccumulator, error: BaseException | None) -> None:
         acc.call.finish(error)
 
 
-class TracedStream(wrapt.ObjectProxy):
+class _Holding:
+    """An item an accumulator held back (HOLD) until the next one was read, an item read but not yet
+    returned, and an error that ended the stream meanwhile: delivered in that order, as they came."""
+
+    _self_held: Any = None
+    _self_ready: Any = None
+    _self_error: BaseException | None = None
+
+    def _release(self) -> Any:
+        item, self._self_held = self._self_held, None
+        return item
+
+    def _pending(self) -> Any:
+        """The item read earlier that is due now, or None; raises the error that came after it."""
+        item, self._self_ready = self._self_ready, None
+        if item is None:
+            error, self._self_error = self._self_error, None
+            if error is not None:
+                raise error
+        return item
+
+    def _after_pull(self, item: Any, verdict: bool | int) -> Any:
+        """What this pull returns (None: nothing yet, pull again) once `item` was fed in."""
+        if self._self_held is not None:
+            held = self._release()
+            if verdict == HOLD:
+                self._self_held = item
+            elif not verdict:
+                self._self_ready = item
+            return held
+        if not verdict:
+            return item
+        if verdict == HOLD:
+            self._self_held = item
+        return None
+
+    def _after_end(self, error: BaseException | None) -> Any:
+        """What this pull returns when the stream ended (None: nothing, re-raise the end)."""
+        if self._self_held is None:
+            return None
+        self._self_error = error
+        return self._release()
+
+
+class TracedStream(_Holding, wrapt.ObjectProxy):
     def __init__(self, wrapped: Any, accumulator: StreamAccumulator) -> None:
         super().__init__(wrapped)
         self._self_acc = accumulator
@@ -89,18 +155,28 @@ class TracedStream(wrapt.ObjectProxy):
         return _traced_items(self, self.__wrapped__, self._self_acc)
 
     def __next__(self) -> Any:
+        pending = self._pending()
+        if pending is not None:
+            return pending
         acc = self._self_acc
         while True:
             try:
                 item = self.__wrapped__.__next__()
             except StopIteration:
                 finish_stream(acc, None)
+                held = self._after_end(None)
+                if held is not None:
+                    return held
                 raise
             except BaseException as error:
                 finish_stream(acc, error)
+                held = self._after_end(error)
+                if held is not None:
+                    return held
                 raise
-            if _shown(acc, item):
-                return item
+            out = self._after_pull(item, _verdict(acc, item))
+            if out is not None:
+                return out
 
     def __enter__(self) -> TracedStream:
         self.__wrapped__.__enter__()
@@ -122,7 +198,7 @@ class TracedStream(wrapt.ObjectProxy):
         finish_stream(self._self_acc, None)
 
 
-class TracedAsyncStream(wrapt.ObjectProxy):
+class TracedAsyncStream(_Holding, wrapt.ObjectProxy):
     def __init__(self, wrapped: Any, accumulator: StreamAccumulator) -> None:
         super().__init__(wrapped)
         self._self_acc = accumulator
@@ -131,18 +207,28 @@ class TracedAsyncStream(wrapt.ObjectProxy):
         return self
 
     async def __anext__(self) -> Any:
+        pending = self._pending()
+        if pending is not None:
+            return pending
         acc = self._self_acc
         while True:
             try:
                 item = await self.__wrapped__.__anext__()
             except StopAsyncIteration:
                 finish_stream(acc, None)
+                held = self._after_end(None)
+                if held is not None:
+                    return held
                 raise
             except BaseException as error:  # CancelledError included: the span still ends
                 finish_stream(acc, error)
+                held = self._after_end(error)
+                if held is not None:
+                    return held
                 raise
-            if _shown(acc, item):
-                return item
+            out = self._after_pull(item, _verdict(acc, item))
+            if out is not None:
+                return out
 
     async def __aenter__(self) -> TracedAsyncStream:
         await self.__wrapped__.__aenter__()

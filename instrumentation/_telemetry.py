@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from operator import attrgetter
@@ -14,12 +15,14 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from thinkmeter._version import __version__
 from thinkmeter.instrumentation._content import ContentCapture
+from thinkmeter.instrumentation._safety import log_once
 from thinkmeter.instrumentation._tags import current_tag_attributes
 from thinkmeter.instrumentation._task import TaskState, current_task
+from thinkmeter.instrumentation._tokenize import EngineTokenizer, reasoning_span
 from thinkmeter.pricing import Cost, PriceTable
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.contract import RECORD_ATTRIBUTES
-from thinkmeter.schemas.record import CallRecord
+from thinkmeter.schemas.record import CallRecord, Source
 
 
 def record_attributes(record: CallRecord) -> dict[str, Any]:
@@ -58,6 +61,7 @@ class Telemetry:
         self.prices = prices
         self.capture_content = capture_content
         self.request_context = request_context
+        self.tokenizer = EngineTokenizer()
         self._token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE,
             unit="{token}",
@@ -77,7 +81,9 @@ class Telemetry:
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
         )
 
-    def emit_span(self, record: CallRecord, parent: Context, start_ns: int, attrs: dict[str, Any]) -> None:
+    def emit_span(
+        self, record: CallRecord, parent: Context, start_ns: int, attrs: dict[str, Any], end_ns: int | None = None
+    ) -> None:
         """The call's span, created once the call is over with every attribute (samplers see them all),
         so the SDK checks each attribute once instead of at start and again at the end."""
         span = self.tracer.start_span(
@@ -89,7 +95,7 @@ class Telemetry:
         )
         if record.error_type is not None:
             span.set_status(Status(StatusCode.ERROR, record.error_type))
-        span.end()
+        span.end(end_ns)
 
     def finish(
         self,
@@ -100,6 +106,7 @@ class Telemetry:
         error: BaseException | None,
         tags: dict[str, str],
         task: TaskState | None,
+        end_ns: int | None = None,
     ) -> None:
         if error is not None and record.error_type is None:
             record.error_type = type(error).__qualname__
@@ -116,7 +123,7 @@ class Telemetry:
         if task is not None:
             task.add(record)
         self._record_metrics(record, duration_s)
-        self.emit_span(record, parent, start_ns, attrs)
+        self.emit_span(record, parent, start_ns, attrs, end_ns)
 
     def _cost(self, record: CallRecord) -> Cost | None:
         model = record.response_model or record.request_model
@@ -167,6 +174,8 @@ class Call:
         "ended",
         "tags",
         "task",
+        "engine_origin",
+        "reasoning_text",
     )
 
     def __init__(self, telemetry: Telemetry, record: CallRecord) -> None:
@@ -189,22 +198,47 @@ class Call:
         # Set when thinkmeter asked a stream for a usage chunk the caller did not ask for.
         self.hide_usage_chunk = False
         self.ended = False
+        # An engine whose tokenizer can count the reasoning text (scheme://host:port), and that text
+        # when the reply carried reasoning without a count.
+        self.engine_origin: str | None = None
+        self.reasoning_text: str | None = None
 
     def finish(self, error: BaseException | None = None) -> None:
         """End the call once; later calls (close after exhaustion, GC after close) do nothing."""
         if self.ended:
             return
         self.ended = True
-        now = time.perf_counter()
+        duration = time.perf_counter() - self.started
+        end_ns = self.start_ns + int(duration * 1e9)
+        text, origin = self.reasoning_text, self.engine_origin
+        # The engine's tokenizer counts the reasoning on the tokenizer's thread, which then ends the span;
+        # when it cannot take the text now, the estimate stands and the span ends here. A call inside a
+        # task keeps the estimate: the task's totals are summed when its block ends, on the caller's thread.
+        if text and origin and error is None and self.task is None and self.record.usage.reasoning_source is Source.ESTIMATED:
+            if self.telemetry.tokenizer.submit(origin, reasoning_span(text), functools.partial(self._counted, duration, end_ns)):
+                return
+        self._complete(duration, end_ns, error)
+
+    def _counted(self, duration: float, end_ns: int, count: int | None) -> None:
+        usage = self.record.usage
+        if count is not None:
+            usage.reasoning_tokens = count if usage.output_tokens is None else min(count, usage.output_tokens)
+            usage.reasoning_source = Source.TOKENIZED
+        try:
+            self._complete(duration, end_ns, None)
+        except Exception:
+            log_once("Call._counted", "thinkmeter: cannot finish a call after counting its reasoning")
+
+    def _complete(self, duration: float, end_ns: int, error: BaseException | None) -> None:
         record = self.record
         try:
             if record.stream:
                 self._set_stream_timings()
-            self.telemetry.finish(record, self.parent, self.start_ns, now - self.started, error, self.tags, self.task)
+            self.telemetry.finish(record, self.parent, self.start_ns, duration, error, self.tags, self.task, end_ns)
         except Exception:
             # Figures that cannot be read must not cost the call its span.
             attrs = {sc.OPERATION: record.operation, sc.PROVIDER: record.provider}
-            self.telemetry.emit_span(record, self.parent, self.start_ns, attrs)
+            self.telemetry.emit_span(record, self.parent, self.start_ns, attrs, end_ns)
             raise
 
     def _set_stream_timings(self) -> None:

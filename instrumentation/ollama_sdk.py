@@ -18,7 +18,7 @@ from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord, Source, Usage
 
-PROVIDER = "ollama"
+PROVIDER = sc.ENGINE_OLLAMA
 DURATIONS_NS = (
     ("load_duration", sc.OLLAMA_LOAD_DURATION),
     ("prompt_eval_duration", sc.OLLAMA_PROMPT_EVAL_DURATION),

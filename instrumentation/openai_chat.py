@@ -9,7 +9,7 @@ from thinkmeter.instrumentation._content import capture_input, capture_output, s
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import given
 from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode, start_call
-from thinkmeter.instrumentation._stream import record_reply_identity, traced
+from thinkmeter.instrumentation._stream import HOLD, record_reply_identity, traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation._values import field, known_text
 from thinkmeter.instrumentation.openai_usage import read_chat_usage, reasoning_text
@@ -48,7 +48,9 @@ class ChatSurface:
             return deliver_raw(call, result, mode, read_completion)
         if call.record.stream:
             return traced(result, ChatStreamAccumulator(call), is_async)
-        read_completion(call.record, result)
+        reasoning = read_completion(call.record, result)
+        if call.engine_origin is not None:
+            call.reasoning_text = reasoning
         content = self.telemetry.capture_content
         if content is not None:
             capture_output(content, call.record, lambda: [(c.message.content, c.message.tool_calls, c.finish_reason) for c in result.choices])
@@ -56,22 +58,25 @@ class ChatSurface:
         return result
 
 
-def read_completion(record: CallRecord, completion: Any) -> None:
+def read_completion(record: CallRecord, completion: Any) -> str:
+    """Read a completion into the record; returns its reasoning text (empty when none)."""
     # Only text where text belongs: a broken server's numbers or objects there are left unknown.
     record.response_model = known_text(completion.model)
     record.response_id = known_text(completion.id)
     choices = completion.choices if isinstance(completion.choices, list) else []
     record.finish_reasons = tuple(known_text(field(c, "finish_reason")) or "" for c in choices)
-    reasoning = visible = 0
+    reasoning = ""
+    visible = 0
     try:
         for choice in choices:
-            reasoning += len(reasoning_text(choice.message) or "")
+            reasoning += reasoning_text(choice.message) or ""
             visible += answer_chars(choice.message)
     except (AttributeError, TypeError):
-        reasoning = visible = 0  # a malformed message: no text sizes, but the usage is still read
+        reasoning, visible = "", 0  # a malformed message: no text sizes, but the usage is still read
     read_chat_usage(
-        record, completion.usage, field(completion, "timings"), reasoning, visible, field(completion, "metrics")
+        record, completion.usage, field(completion, "timings"), len(reasoning), visible, field(completion, "metrics")
     )
+    return reasoning
 
 
 def answer_chars(message: Any) -> int:
@@ -90,9 +95,11 @@ class ChatStreamAccumulator:
         "answers",
         "call",
         "finish_reasons",
+        "last_shown",
         "metrics",
         "model",
         "reasoning_chars",
+        "reasoning_parts",
         "response_id",
         "timings",
         "usage",
@@ -106,10 +113,13 @@ class ChatStreamAccumulator:
         self.finish_reasons: dict[int, str] = {}
         self.usage: Any = None
         self.timings: Any = None  # llama.cpp's per-request server timings
+        self.last_shown: Any = None  # the finishing chunk, held back while a hidden usage chunk may follow
         self.metrics: Any = None  # vLLM's, on the final usage chunk
         # Sizes of the streamed reasoning and answer text, for servers that count no reasoning.
         self.reasoning_chars = 0
         self.visible_chars = 0
+        # The reasoning text itself, kept only where the engine's tokenizer can count it.
+        self.reasoning_parts: list[str] | None = [] if call.engine_origin is not None else None
         self.answers = streamed_answers(call.telemetry.capture_content)
 
     def on_item(self, chunk: Any) -> bool:
@@ -122,6 +132,7 @@ class ChatStreamAccumulator:
             self.model = known_text(chunk.model)
             self.response_id = known_text(chunk.id)
         choices = chunk.choices
+        hold = False
         for choice in choices:
             delta = choice.delta
             if delta is not None:
@@ -129,6 +140,8 @@ class ChatStreamAccumulator:
                 reasoning = reasoning_text(delta) if delta.__pydantic_extra__ else None
                 if reasoning:
                     self.reasoning_chars += len(reasoning)
+                    if self.reasoning_parts is not None:
+                        self.reasoning_parts.append(reasoning)
                 content = delta.content
                 if content:
                     self.visible_chars += len(content)
@@ -146,6 +159,9 @@ class ChatStreamAccumulator:
             reason = choice.finish_reason
             if isinstance(reason, str) and reason and type(choice.index) is int:
                 self.finish_reasons[choice.index] = reason
+                if call.hide_usage_chunk:
+                    self.last_shown = chunk
+                    hold = True
         usage = chunk.usage
         extra = chunk.__pydantic_extra__
         if extra:
@@ -155,12 +171,28 @@ class ChatStreamAccumulator:
             self.metrics = extra.get("metrics", self.metrics)
         if usage is not None:
             self.usage = usage
-            return not choices and call.hide_usage_chunk
-        return False
+            if not choices and call.hide_usage_chunk:
+                self._restore_last_chunk(extra)
+                return True
+            return False
+        return HOLD if hold else False
+
+    def _restore_last_chunk(self, hidden_extra: dict[str, Any] | None) -> None:
+        """Without the usage chunk we asked for, llama.cpp puts its `timings` on the finishing chunk:
+        give them back to it, so the caller's last chunk is what it would be without us."""
+        timings = hidden_extra.get("timings") if hidden_extra else None
+        shown = self.last_shown
+        if timings is None or shown is None:
+            return
+        extra = shown.__pydantic_extra__
+        if extra is not None and "timings" not in extra:
+            extra["timings"] = timings
 
     def on_end(self) -> None:
         record = self.call.record
         record_reply_identity(record, self.model, self.response_id, self.finish_reasons)
         read_chat_usage(record, self.usage, self.timings, self.reasoning_chars, self.visible_chars, self.metrics)
+        if self.reasoning_parts:
+            self.call.reasoning_text = "".join(self.reasoning_parts)
         if self.answers is not None:
             self.answers.capture(record, self.finish_reasons)

@@ -12,7 +12,8 @@ from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode
 from thinkmeter.instrumentation._stream import traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation._values import field, known_text
-from thinkmeter.instrumentation.openai_usage import read_reported_cost, responses_usage
+from thinkmeter.instrumentation._estimate import estimate_missing_reasoning
+from thinkmeter.instrumentation.openai_usage import read_llama_cpp_timings, read_reported_cost, responses_usage
 from thinkmeter.schemas.record import CallRecord
 
 REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
@@ -52,7 +53,9 @@ class ResponsesSurface:
             return deliver_raw(call, result, mode, read_response)
         if call.record.stream:
             return traced(result, ResponsesStreamAccumulator(call), is_async)
-        read_response(call.record, result)
+        reasoning = read_response(call.record, result)
+        if call.engine_origin is not None:
+            call.reasoning_text = reasoning
         capture_response_output(self.telemetry.capture_content, call.record, result)
         call.finish()
         return result
@@ -68,16 +71,40 @@ class ResumedStreamSurface(ResponsesSurface):
         return start_call(self.telemetry, self.resolver, instance, CallRecord(operation="chat", provider="", stream=True))
 
 
-def read_response(record: CallRecord, response: Any) -> None:
+def read_response(record: CallRecord, response: Any) -> str:
+    """Read a response into the record; returns the raw reasoning text it carried (empty when none)."""
     record.response_model = known_text(response.model)
     record.response_id = known_text(response.id)
     reason = known_text(field(response.incomplete_details, "reason"))
     status = known_text(response.status)
     if reason or status not in (None, "queued", "in_progress"):
         record.finish_reasons = (reason or status,)
-    if response.usage is not None:
-        record.usage = responses_usage(response.usage)
-        read_reported_cost(record, response.usage)
+    if response.usage is None:
+        return ""
+    record.usage = responses_usage(response.usage)
+    read_reported_cost(record, response.usage)
+    reasoning, visible = _output_text(response.output)
+    # Engines that return their raw reasoning (llama.cpp) count none of it apart.
+    estimate_missing_reasoning(record.usage, len(reasoning), visible)
+    return reasoning
+
+
+def _output_text(output: Any) -> tuple[str, int]:
+    """The raw reasoning text of a response's reasoning items, and the characters of its answer."""
+    reasoning = ""
+    visible = 0
+    for item in output if isinstance(output, list) else ():
+        kind = field(item, "type")
+        if kind == "reasoning":
+            for part in field(item, "content") or ():
+                if field(part, "type") == "reasoning_text":
+                    reasoning += known_text(field(part, "text")) or ""
+        elif kind == "message":
+            for part in field(item, "content") or ():
+                visible += len(known_text(field(part, "text")) or known_text(field(part, "refusal")) or "")
+        elif kind == "function_call":
+            visible += len(known_text(field(item, "arguments")) or "")
+    return reasoning, visible
 
 
 def capture_response_output(content: ContentCapture | None, record: CallRecord, response: Any) -> None:
@@ -97,11 +124,12 @@ def capture_response_output(content: ContentCapture | None, record: CallRecord, 
 
 
 class ResponsesStreamAccumulator:
-    __slots__ = ("call", "response")
+    __slots__ = ("call", "response", "timings")
 
     def __init__(self, call: Call) -> None:
         self.call = call
         self.response: Any = None
+        self.timings: Any = None  # llama.cpp's server timings, on its response.completed event
 
     def on_item(self, event: Any) -> bool:
         now = time.perf_counter()
@@ -117,9 +145,16 @@ class ResponsesStreamAccumulator:
                 mark_tokens(call, now, visible=False)
         elif kind in CARRY_RESPONSE:
             self.response = event.response
+            extra = event.__pydantic_extra__
+            if extra:
+                self.timings = extra.get("timings", self.timings)
         return False
 
     def on_end(self) -> None:
+        call = self.call
         if self.response is not None:
-            read_response(self.call.record, self.response)
-            capture_response_output(self.call.telemetry.capture_content, self.call.record, self.response)
+            reasoning = read_response(call.record, self.response)
+            if call.engine_origin is not None:
+                call.reasoning_text = reasoning
+            read_llama_cpp_timings(call.record, self.timings)
+            capture_response_output(call.telemetry.capture_content, call.record, self.response)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from thinkmeter.instrumentation._estimate import estimate_reasoning, estimate_reasoning_from_text
+from thinkmeter.instrumentation._estimate import estimate_missing_reasoning
 from thinkmeter.instrumentation._values import count, field, number
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord, Source, Usage
@@ -108,27 +108,27 @@ def read_chat_usage(
 ) -> None:
     """Everything a chat reply's usage (and llama.cpp's `timings`, vLLM's `metrics`) says, into the record.
 
-    `reasoning_chars` / `visible_chars`: how much reasoning and answer text the reply carried. A
-    server that returned reasoning text but no reasoning count (SGLang, llama.cpp, older vLLM), or a
-    count of 0 that its own text contradicts (vLLM with a reasoning template injected into the prompt),
-    gets reasoning = completion - tokens(answer text), marked estimated.
+    `reasoning_chars` / `visible_chars`: how much reasoning and answer text the reply carried, for
+    servers that count no reasoning (see estimate_missing_reasoning).
     """
     if usage is not None:
         record.usage = chat_usage(usage, chat_flavour(record.provider))
         read_reported_cost(record, usage)
         _set_seconds(record, usage, GROQ_USAGE_TIMES)
-    if timings is not None:
-        if record.usage.cache_read_tokens is None:
-            record.usage.cache_read_tokens = count(timings, "cache_n")
-        _set_seconds(record, timings, LLAMA_CPP_TIMINGS_MS, 1e-3)
+    read_llama_cpp_timings(record, timings)
     if metrics is not None:
         _set_seconds(record, metrics, VLLM_METRICS_MS, 1e-3)
         _set_seconds(record, metrics, VLLM_METRICS_RATE)
-    counted = record.usage
-    if reasoning_chars and counted.output_tokens is not None and not counted.reasoning_tokens:
-        estimate_reasoning(counted, visible_chars)
-        if not counted.reasoning_tokens:  # the answer estimate ate it all: fall back on the reasoning text
-            estimate_reasoning_from_text(counted, reasoning_chars)
+    estimate_missing_reasoning(record.usage, reasoning_chars, visible_chars)
+
+
+def read_llama_cpp_timings(record: CallRecord, timings: Any) -> None:
+    """llama.cpp's per-request `timings` (milliseconds): prefill and decode time, cached prompt tokens."""
+    if timings is None:
+        return
+    if record.usage.cache_read_tokens is None:
+        record.usage.cache_read_tokens = count(timings, "cache_n")
+    _set_seconds(record, timings, LLAMA_CPP_TIMINGS_MS, 1e-3)
 
 
 def read_reported_cost(record: CallRecord, usage: Any) -> None:

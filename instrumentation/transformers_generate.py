@@ -22,7 +22,7 @@ from thinkmeter.instrumentation._telemetry import Call, Telemetry
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord, Source, Usage
 
-PROVIDER = "transformers"
+PROVIDER = sc.ENGINE_TRANSFORMERS
 THINK_START, THINK_END = "<think>", "</think>"
 GENERATION = "transformers.generation.utils"
 TOKENIZATION = "transformers.tokenization_utils_base"

@@ -75,6 +75,7 @@ SPAN_COLUMNS: tuple[SpanColumn, ...] = (
     SpanColumn(sc.ANSWER_LOST, "answer_lost", "answer_lost", "Nullable(Bool)"),
     # What the engine and its GPUs were under when the call started (self-hosted engines with a collector)
     SpanColumn(sc.ENGINE_KV_CACHE_USAGE, None, "engine_kv_cache_usage", "Nullable(Float64)"),
+    SpanColumn(sc.ENGINE_KV_CACHE_LAYOUT, None, None),
     SpanColumn(sc.ENGINE_REQUESTS_RUNNING, None, "engine_requests_running", "Nullable(UInt32)"),
     SpanColumn(sc.ENGINE_REQUESTS_WAITING, None, "engine_requests_waiting", "Nullable(UInt32)"),
     SpanColumn(sc.GPU_UTILIZATION, None, "gpu_utilization", "Nullable(Float64)"),

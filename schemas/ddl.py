@@ -8,6 +8,9 @@ The files are applied in name order; each holds `;`-terminated statements with t
   {{dedup_window}}         the table setting that makes inserts with insert_deduplication_token idempotent
   {{columns:<table>}}      the table's span attribute columns (llm_calls, task_spans, task_outcomes), and
   {{select:<table>}}       its materialized view's SELECT list for them, both generated from schemas/contract.py
+
+A file whose checksum changed since it was applied is migrated from its statements (see `created_object`):
+thinkmeter.store adds the columns its tables lack and recreates its materialized views.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ _CONTRACT_PLACEHOLDERS = {
     **{f"{{{{select:{table}}}}}": lambda table=table: select_list(table) for table in TABLE_COLUMNS},
 }
 _TTL_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS \{\{database\}\}\.(\w+)[^;]*?\{\{ttl:([^}]*)\}\}")
+_CREATED = re.compile(r"CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS (?:`[^`]+`|\w+)\.(\w+)")
+# What may follow a column's type in its definition.
+_AFTER_TYPE = re.compile(r"\s+(?:CODEC|DEFAULT|MATERIALIZED|ALIAS|EPHEMERAL|COMMENT|TTL)\b")
+_NOT_COLUMNS = ("INDEX", "PROJECTION", "CONSTRAINT")
 
 
 @dataclass(frozen=True)
@@ -55,11 +62,15 @@ def quote_identifier(name: str) -> str:
     return f"`{name}`"
 
 
+def on_cluster_clause(cluster: str | None) -> str:
+    return f"ON CLUSTER {quote_identifier(cluster)} " if cluster else ""
+
+
 def _renderer(cluster: str | None, database: str, ttl_days: int | None):
     if ttl_days is not None and ttl_days <= 0:
         raise ValueError(f"ttl_days must be a positive number of days, got {ttl_days}")
     db = quote_identifier(database)
-    on_cluster = f"ON CLUSTER {quote_identifier(cluster)} " if cluster else ""
+    on_cluster = on_cluster_clause(cluster)
     if cluster:
         dedup = (
             f"replicated_deduplication_window = {DEDUP_WINDOW}, "
@@ -104,11 +115,11 @@ def _template(path: Path) -> str:
 
 
 def schema_files(
-    cluster: str | None = None, database: str = "default", ttl_days: int | None = None
+    cluster: str | None = None, database: str = "default", ttl_days: int | None = None, sql_dir: Path = SQL_DIR
 ) -> list[SchemaFile]:
     substitute = _renderer(cluster, database, ttl_days)
     files = []
-    for path in sorted(SQL_DIR.glob("*.sql")):
+    for path in sorted(sql_dir.glob("*.sql")):
         template = _template(path)
         prefix = path.name.split("_", 1)[0]
         if not prefix.isdigit():
@@ -132,7 +143,7 @@ def render(cluster: str | None = None, database: str = "default", ttl_days: int 
 def ttl_statements(cluster: str | None = None, database: str = "default", ttl_days: int = 30) -> list[tuple[str, str]]:
     """(table, ALTER ... MODIFY TTL) for every table that takes a TTL: sets it on tables created without one."""
     _renderer(cluster, database, ttl_days)  # validates the arguments
-    on_cluster = f"ON CLUSTER {quote_identifier(cluster)} " if cluster else ""
+    on_cluster = on_cluster_clause(cluster)
     statements = []
     for path in sorted(SQL_DIR.glob("*.sql")):
         for table, time_expr in _TTL_TABLE.findall(path.read_text(encoding="utf-8")):
@@ -144,6 +155,78 @@ def ttl_statements(cluster: str | None = None, database: str = "default", ttl_da
                 )
             )
     return statements
+
+
+# --------------------------------------------------------------------------------------------- migration
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    definition: str  # as in the DDL: type, then codec, default or alias
+
+    @property
+    def type(self) -> str:
+        return _AFTER_TYPE.split(self.definition, maxsplit=1)[0]
+
+
+@dataclass(frozen=True)
+class CreatedObject:
+    kind: str  # "table" or "view" (a materialized view)
+    name: str
+    columns: tuple[Column, ...]  # a table's columns, in order; empty for a view
+
+
+def created_object(statement: str) -> CreatedObject | None:
+    """What a rendered CREATE ... IF NOT EXISTS statement creates; None for any other statement."""
+    code = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+    match = _CREATED.search(code)
+    if match is None:
+        return None
+    if match.group(1) != "TABLE":
+        return CreatedObject("view", match.group(2), ())
+    columns = []
+    for item in _top_level_items(code, code.index("(", match.end())):
+        name, _, definition = item.strip().partition(" ")
+        if name.upper() not in _NOT_COLUMNS:
+            columns.append(Column(name.strip("`"), " ".join(definition.split())))
+    return CreatedObject("table", match.group(2), tuple(columns))
+
+
+def _top_level_items(code: str, open_paren: int) -> list[str]:
+    """The comma-separated items inside the parenthesis at open_paren (nested parentheses and quotes kept)."""
+    items, start, depth, quote = [], open_paren + 1, 0, ""
+    for i in range(open_paren, len(code)):
+        char = code[i]
+        if quote:
+            quote = "" if char == quote and code[i - 1] != "\\" else quote
+        elif char in "'`\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return [*items, code[start:i]]
+        elif char == "," and depth == 1:
+            items.append(code[start:i])
+            start = i + 1
+    raise ValueError(f"unbalanced parentheses in schema statement: {code[:80]!r}")
+
+
+def add_columns_statement(
+    database: str, table: str, columns: list[tuple[Column, str | None]], cluster: str | None = None
+) -> str:
+    """ALTER TABLE adding (column, the column it goes after) pairs; IF NOT EXISTS makes it safe to repeat."""
+    additions = ", ".join(
+        f"ADD COLUMN IF NOT EXISTS {c.name} {c.definition}" + (f" AFTER {after}" if after else "")
+        for c, after in columns
+    )
+    return f"ALTER TABLE {quote_identifier(database)}.{table} {on_cluster_clause(cluster)}{additions}"
+
+
+def drop_view_statement(database: str, view: str, cluster: str | None = None) -> str:
+    return f"DROP VIEW IF EXISTS {quote_identifier(database)}.{view} {on_cluster_clause(cluster)}SYNC"
 
 
 # ----------------------------------------------------------------------------------- least-privilege roles

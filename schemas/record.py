@@ -18,7 +18,8 @@ class Source(str, Enum):
 
     REPORTED = "reported"  # read off the provider's usage
     DERIVED = "derived"  # computed exactly from reported counts (e.g. output - visible)
-    ESTIMATED = "estimated"  # counted from text with a tokenizer or a documented estimate
+    TOKENIZED = "tokenized"  # the returned text counted with the engine's own tokenizer
+    ESTIMATED = "estimated"  # estimated from the text's length (a documented characters-per-token rule)
     UNKNOWN = "unknown"
 
 

@@ -19,6 +19,14 @@ REQUEST_THINKING_BUDGET: Final = "thinkmeter.request.thinking_budget_tokens"
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 ENGINE: Final = "thinkmeter.engine"
+# thinkmeter.engine values: one spelling on spans, in llm_calls and on engine metrics.
+ENGINE_VLLM: Final = "vllm"
+ENGINE_SGLANG: Final = "sglang"
+ENGINE_TGI: Final = "tgi"
+ENGINE_LLAMA_CPP: Final = "llama.cpp"
+ENGINE_OLLAMA: Final = "ollama"
+ENGINE_TRANSFORMERS: Final = "transformers"
+ENGINE_NAMES: Final = (ENGINE_VLLM, ENGINE_SGLANG, ENGINE_TGI, ENGINE_LLAMA_CPP, ENGINE_OLLAMA, ENGINE_TRANSFORMERS)
 
 # Response
 RESPONSE_MODEL: Final = "gen_ai.response.model"
@@ -110,6 +118,11 @@ OUTCOME_SPAN_NAME: Final = "task.outcome"
 ENGINE_KV_CACHE_USAGE: Final = "thinkmeter.engine.kv_cache.usage"
 ENGINE_REQUESTS_RUNNING: Final = "thinkmeter.engine.requests.running"
 ENGINE_REQUESTS_WAITING: Final = "thinkmeter.engine.requests.waiting"
+# How kv_cache.usage counts a pool that serves several slots (llama.cpp): "unified" = the slots share
+# one pool (their tokens over the pool), "per_slot" = each slot has its own part (tokens over the parts).
+ENGINE_KV_CACHE_LAYOUT: Final = "thinkmeter.engine.kv_cache.layout"
+KV_LAYOUT_UNIFIED: Final = "unified"
+KV_LAYOUT_PER_SLOT: Final = "per_slot"
 GPU_UTILIZATION: Final = "thinkmeter.gpu.utilization"
 GPU_MEMORY_USED_BYTES: Final = "thinkmeter.gpu.memory.used_bytes"
 

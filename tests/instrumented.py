@@ -28,6 +28,7 @@ class Spans:
         self.exporter = exporter
 
     def all(self) -> list[ReadableSpan]:
+        thinkmeter.flush()  # spans of calls whose reasoning an engine's tokenizer is counting end there
         return list(self.exporter.get_finished_spans())
 
     def only_span(self) -> ReadableSpan:

@@ -224,18 +224,38 @@ def test_llamacpp_metrics_and_a_single_slot(server: EngineServer) -> None:
     scraper.scrape()
     server.serve("/metrics", llamacpp_metrics(prompt_tokens=1200 + 300, cached_tokens=300 + 100, predicted=5000 + 64))
     snapshot = scraper.scrape()
-    assert (snapshot.engine, snapshot.model) == ("llamacpp", None)
-    assert (snapshot.kv_cache_usage, snapshot.kv_cache_capacity_tokens) == (0.25, 8192)
+    assert (snapshot.engine, snapshot.model) == ("llama.cpp", None)  # no /v1/models here
+    assert (snapshot.kv_cache_usage, snapshot.kv_cache_capacity_tokens, snapshot.kv_cache_layout) == (0.25, 8192, "per_slot")
     assert (snapshot.requests_running, snapshot.requests_waiting) == (1, 0)
     assert snapshot.prefix_cache_hit_rate == 0.25  # 100 cached of 400 prompt tokens
     assert snapshot.generation_tokens_rate * _elapsed_s(snapshot) == pytest.approx(64, rel=0.05)  # scrape timing under load
 
 
-def test_llamacpp_several_slots_leave_kv_usage_unknown(server: EngineServer) -> None:
+def test_llamacpp_slots_with_their_own_kv_parts(server: EngineServer) -> None:
     server.serve("/metrics", llamacpp_metrics(processing=2))
     server.serve_json("/slots", llamacpp_slots((4096, True, 1000), (4096, True, 300), (4096, False, 0)))
-    snapshot = EngineScraper(server.url, engine="llamacpp").scrape()
-    assert (snapshot.requests_running, snapshot.kv_cache_usage, snapshot.kv_cache_capacity_tokens) == (2, None, None)
+    snapshot = EngineScraper(server.url, engine="llama.cpp").scrape()
+    # --parallel 3: each slot's n_ctx is its own part of the pool; idle slots hold nothing for a request.
+    assert (snapshot.requests_running, snapshot.kv_cache_capacity_tokens, snapshot.kv_cache_layout) == (2, 12288, "per_slot")
+    assert snapshot.kv_cache_usage == pytest.approx(1300 / 12288)
+
+
+def test_llamacpp_default_slots_share_one_kv_pool(server: EngineServer) -> None:
+    server.serve("/metrics", llamacpp_metrics(processing=1))
+    # llama-server's default: 4 slots over one unified pool, each reporting the whole pool as n_ctx.
+    server.serve_json("/slots", llamacpp_slots((32768, True, 4983), (32768, False, 0), (32768, False, 0), (32768, False, 0)))
+    snapshot = EngineScraper(server.url).scrape()
+    assert (snapshot.kv_cache_capacity_tokens, snapshot.kv_cache_layout) == (32768, "unified")
+    assert snapshot.kv_cache_usage == pytest.approx(4983 / 32768)
+    # Told otherwise (--parallel 4 without --kv-unified), the same slots are four parts.
+    snapshot = EngineScraper(server.url, kv_layout="per_slot").scrape()
+    assert (snapshot.kv_cache_capacity_tokens, snapshot.kv_cache_layout) == (4 * 32768, "per_slot")
+    # More tokens than one slot's context can only be held in separate parts.
+    server.serve_json("/slots", llamacpp_slots(*[(1024, True, 1000)] * 4))
+    snapshot = EngineScraper(server.url).scrape()
+    assert (snapshot.kv_cache_usage, snapshot.kv_cache_capacity_tokens, snapshot.kv_cache_layout) == (4000 / 4096, 4096, "per_slot")
+    with pytest.raises(ValueError, match="unified or per_slot"):
+        EngineScraper(server.url, kv_layout="paged")
 
 
 def test_llamacpp_older_build_reports_kv_usage_in_metrics(server: EngineServer) -> None:
@@ -244,7 +264,7 @@ def test_llamacpp_older_build_reports_kv_usage_in_metrics(server: EngineServer) 
         "/slots", '{"error":{"code":501,"message":"This server does not support slots endpoint."}}', status=501
     )
     snapshot = EngineScraper(server.url).scrape()
-    assert (snapshot.engine, snapshot.kv_cache_usage, snapshot.requests_running) == ("llamacpp", 0.375, 1)
+    assert (snapshot.engine, snapshot.kv_cache_usage, snapshot.requests_running) == ("llama.cpp", 0.375, 1)
 
 
 def test_llamacpp_without_metrics_uses_slots(server: EngineServer) -> None:
@@ -255,12 +275,12 @@ def test_llamacpp_without_metrics_uses_slots(server: EngineServer) -> None:
         content_type="application/json",
     )
     server.serve_json("/slots", llamacpp_slots((8192, False, 500)))
-    snapshot = EngineScraper(server.url, engine="llamacpp").scrape()
+    snapshot = EngineScraper(server.url, engine="llama.cpp").scrape()
     assert (snapshot.requests_running, snapshot.kv_cache_usage, snapshot.requests_waiting) == (0, 0.0, None)
 
     server.serve("/slots", "{}", status=501)
     with pytest.raises(ScrapeError, match="HTTP 501.*HTTP 501"):
-        EngineScraper(server.url, engine="llamacpp").scrape()
+        EngineScraper(server.url, engine="llama.cpp").scrape()
 
 
 def test_ollama_loaded_models(server: EngineServer) -> None:

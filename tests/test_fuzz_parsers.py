@@ -699,6 +699,29 @@ SSE_LINES = st.one_of(
 )
 
 
+def asks_for_usage(request: bytes) -> bool:
+    try:
+        return bool(json.loads(request)["stream_options"]["include_usage"])
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def drop_usage_only_events(body: bytes) -> bytes:
+    """Hostile in every way but one: a usage-only chunk (usage, no choices) comes only when the request asked
+    for it. thinkmeter asks when the caller did not and hides that chunk; an unasked one at the same place
+    cannot be told from it, so the untraced and traced runs would see different servers."""
+    kept = []
+    for event in body.split(b"\n\n"):
+        try:
+            chunk = json.loads(event[len(b"data: "):]) if event.startswith(b"data: ") else None
+        except ValueError:
+            chunk = None
+        if isinstance(chunk, dict) and chunk.get("usage") is not None and not chunk.get("choices"):
+            continue
+        kept.append(event)
+    return b"\n\n".join(kept)
+
+
 class HostileServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     reply: tuple[int, str, bytes, bool] = (200, "application/json", b"{}", False)
@@ -711,8 +734,10 @@ class HostileHandler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        request = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         status, content_type, body, cut = self.server.reply  # type: ignore[attr-defined]
+        if content_type == "text/event-stream" and not asks_for_usage(request):
+            body = drop_usage_only_events(body)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         # A server that closes early announces more than it sends.

@@ -13,6 +13,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ class _State:
         self.patcher: Any = None
         self.processor: Any = None
         self.collectors: Any = None
+        self.telemetry: Any = None
         self.instrumented: list[str] = []
 
 
@@ -172,6 +174,7 @@ def _instrument_locked(
     patcher = Patcher()
     _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
     _state.patcher = patcher
+    _state.telemetry = telemetry
     return list(_state.instrumented)
 
 
@@ -187,15 +190,23 @@ def uninstrument() -> None:
             use_tracer(None)
         processor, _state.processor = _state.processor, None
         collectors, _state.collectors = _state.collectors, None
+        telemetry, _state.telemetry = _state.telemetry, None
     if collectors is not None:
         collectors.stop()
+    if telemetry is not None:
+        telemetry.tokenizer.drain(10.0)
     if processor is not None:
         processor.shutdown()
 
 
 def flush(timeout_s: float = 10.0) -> bool:
-    """Export every finished span now (bounded by timeout_s); True when all were written."""
+    """Export every finished span now (bounded by timeout_s); True when all were written. Calls whose
+    reasoning an engine's tokenizer is still counting are waited for first."""
+    deadline = time.monotonic() + timeout_s
+    telemetry = _state.telemetry
+    drained = telemetry is None or telemetry.tokenizer.drain(timeout_s)
     processor = _state.processor
     if processor is None:
-        return True
-    return bool(processor.force_flush(int(timeout_s * 1000)))
+        return drained
+    remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+    return bool(processor.force_flush(remaining_ms)) and drained

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -32,7 +33,17 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from thinkmeter.config import Settings, redacted_url
-from thinkmeter.schemas.ddl import quote_identifier, schema_files, ttl_statements
+from thinkmeter.schemas.ddl import (
+    SQL_DIR,
+    SchemaFile,
+    add_columns_statement,
+    created_object,
+    drop_view_statement,
+    on_cluster_clause,
+    quote_identifier,
+    schema_files,
+    ttl_statements,
+)
 from thinkmeter.segments import SegmentWriter, ingest_segments
 
 log = logging.getLogger(__name__)
@@ -121,7 +132,8 @@ def store_label(settings: Settings) -> str:
 @dataclass(frozen=True)
 class SchemaAction:
     name: str
-    status: str  # "applied", "already applied", "changed since applied (not re-applied)"
+    # "applied", "already applied", "migrated: <what changed>", or "migrated except <type conflicts>: ..."
+    status: str
 
 
 def applied_schema_files(client: Client, database: str = "default") -> dict[str, str]:
@@ -132,29 +144,43 @@ def applied_schema_files(client: Client, database: str = "default") -> dict[str,
 
 
 def apply_schema(
-    client: Client, cluster: str | None = None, database: str = "default", ttl_days: int | None = None
+    client: Client,
+    cluster: str | None = None,
+    database: str = "default",
+    ttl_days: int | None = None,
+    sql_dir: Path = SQL_DIR,
 ) -> list[SchemaAction]:
-    """Create what is missing; files already recorded as applied are skipped (running it again is a no-op).
+    """Create what is missing and migrate what changed; running it again is a no-op.
 
+    A file recorded with another checksum is migrated: its tables get the columns they lack, its
+    materialized views are recreated (their target tables and rows stay). When nothing is to be done
+    it only reads thinkmeter_schema_migrations, so a writer without DDL rights may run it.
     With ttl_days, tables that already exist get that TTL too.
     """
-    if database != "default":
-        on_cluster = f" ON CLUSTER {quote_identifier(cluster)}" if cluster else ""
-        client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}{on_cluster}")
-    files = schema_files(cluster, database, ttl_days)
-    for statement in files[0].statements:  # the migrations table itself
-        client.command(statement)
-    applied = applied_schema_files(client, database)
+    files = schema_files(cluster, database, ttl_days, sql_dir)
+    try:
+        applied = applied_schema_files(client, database)
+    except Exception:  # a fresh store: no migrations table (or database) yet
+        if database != "default":
+            client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)} {on_cluster_clause(cluster)}")
+        for statement in files[0].statements:  # the migrations table itself
+            client.command(statement)
+        applied = applied_schema_files(client, database)
     actions = []
     for schema_file in files:
-        if schema_file.name in applied:
-            same = applied[schema_file.name] == schema_file.checksum
-            actions.append(
-                SchemaAction(schema_file.name, "already applied" if same else "changed since applied (not re-applied)")
-            )
+        if applied.get(schema_file.name) == schema_file.checksum:
+            actions.append(SchemaAction(schema_file.name, "already applied"))
             continue
-        for statement in schema_file.statements:
-            client.command(statement)
+        if schema_file.name in applied:
+            changes, conflicts = _migrate(client, schema_file, cluster, database)
+            status = f"migrated: {'; '.join(changes) or 'nothing to change'}"
+            if conflicts:
+                actions.append(SchemaAction(schema_file.name, _conflict_status(changes, conflicts)))
+                continue
+        else:
+            for statement in schema_file.statements:
+                client.command(statement)
+            status = "applied"
         client.insert(
             "thinkmeter_schema_migrations",
             [[schema_file.name, schema_file.version, schema_file.checksum]],
@@ -162,7 +188,7 @@ def apply_schema(
             column_names=["name", "version", "checksum"],
             column_type_names=["String", "UInt32", "String"],
         )
-        actions.append(SchemaAction(schema_file.name, "applied"))
+        actions.append(SchemaAction(schema_file.name, status))
     if ttl_days is not None:
         for table, statement in ttl_statements(cluster, database, ttl_days):
             client.command(statement)
@@ -170,28 +196,118 @@ def apply_schema(
     return actions
 
 
+def _migrate(
+    client: Client, schema_file: SchemaFile, cluster: str | None, database: str
+) -> tuple[list[str], list[str]]:
+    """Bring the store up to a changed schema file without losing rows: (changes made, type conflicts).
+
+    Tables get the columns they lack (typed as the DDL says, each after its DDL predecessor) and keep
+    the ones the DDL no longer has; materialized views are dropped and created with the new SELECT
+    (only the view: its target table and rows stay). A column whose type differs is left as it is:
+    converting it could fail part-way or lose data, so that is the operator's call.
+    """
+    stored = _stored_columns(client, database)
+    changes, conflicts = [], []
+    for statement in schema_file.statements:
+        created = created_object(statement)
+        if created is None or created.name not in stored:  # not a table or view, or one that is missing
+            client.command(statement)
+            if created is not None:
+                changes.append(f"{created.name} created")
+            continue
+        if created.kind == "view":
+            client.command(drop_view_statement(database, created.name, cluster))
+            client.command(statement)
+            changes.append(f"{created.name} recreated")
+            continue
+        columns = stored[created.name]
+        missing, previous = [], None
+        for column in created.columns:
+            if column.name in columns:
+                if _type_key(columns[column.name]) != _type_key(column.type):
+                    conflicts.append(
+                        f"{created.name}.{column.name} is {columns[column.name]} in the store, {column.type} in the schema"
+                    )
+            elif not any(name.startswith(f"{column.name}.") for name in columns):  # a Nested column is stored flattened
+                missing.append((column, previous))
+            # A new column goes after its predecessor in the DDL (Nested ones have no single column to follow).
+            previous = None if column.type.startswith("Nested") else column.name
+        if missing:
+            client.command(add_columns_statement(database, created.name, missing, cluster))
+            changes.append(f"{created.name} +{len(missing)} columns ({', '.join(c.name for c, _ in missing)})")
+        kept = [name for name in columns if name.split(".")[0] not in {c.name for c in created.columns}]
+        if kept:
+            changes.append(f"{created.name} keeps columns the schema no longer has ({', '.join(kept)})")
+    return changes, conflicts
+
+
+def _stored_columns(client: Client, database: str) -> dict[str, dict[str, str]]:
+    """{table or view: {column: type}} of the database."""
+    rows = client.query(
+        "SELECT t.name, c.name, c.type FROM system.tables AS t LEFT JOIN system.columns AS c"
+        " ON c.database = t.database AND c.table = t.name WHERE t.database = {db:String} ORDER BY c.position",
+        parameters={"db": database},
+    ).result_rows
+    stored: dict[str, dict[str, str]] = {}
+    for table, column, column_type in rows:
+        stored.setdefault(table, {})
+        if column:
+            stored[table][column] = column_type
+    return stored
+
+
+def _type_key(column_type: str) -> str:
+    """A type as ClickHouse reports it in system.columns (no spaces, aliases resolved)."""
+    return re.sub(r"\bBoolean\b", "Bool", re.sub(r"\s+", "", column_type))
+
+
+def _conflict_status(changes: list[str], conflicts: list[str]) -> str:
+    done = f" ({'; '.join(changes)})" if changes else ""
+    return (
+        f"migrated{done} except: {'; '.join(conflicts)}. Those columns were left as they are (no data dropped) and "
+        "the file is not recorded as applied: convert them with ALTER TABLE ... MODIFY COLUMN once their data fits "
+        "the new type (or keep them), then run `thinkmeter schema apply` again"
+    )
+
+
 _schema_ready: set[str] = set()
 _schema_ready_lock = threading.Lock()
 
 
 def ensure_schema(client: Client, settings: Settings) -> None:
-    """apply_schema once per process and store, so a fresh install works without `schema apply`."""
+    """apply_schema once per process and store, so a fresh install works and an upgrade migrates on start.
+
+    A writer without DDL rights on a store whose files are all applied, some in an older version, logs
+    that `thinkmeter schema apply` is due and writes on: spans keep landing in otel_traces.
+    """
     key = settings.clickhouse_url or str(settings.chdb_dir)
     if key in _schema_ready:
         return
     with _schema_ready_lock:
         if key not in _schema_ready:
             database = store_database(settings)
-            if not _schema_complete(client, database):
-                apply_schema(client, database=database)
+            try:
+                actions = apply_schema(client, database=database)
+            except Exception as exc:
+                if not _all_files_recorded(client, database):
+                    raise
+                log.warning(
+                    "thinkmeter: the schema of the %s is older than this thinkmeter and could not be migrated (%s); "
+                    "run `thinkmeter schema apply` as a user that may alter tables. Until then new columns stay empty.",
+                    store_label(settings),
+                    exc,
+                )
+            else:
+                for action in actions:
+                    if action.status.startswith("migrated"):
+                        log.warning("thinkmeter: schema %s %s", action.name, action.status)
             _schema_ready.add(key)
 
 
-def _schema_complete(client: Client, database: str) -> bool:
-    """Every schema file already applied: a least-privilege writer (insert only) then needs no DDL rights."""
+def _all_files_recorded(client: Client, database: str) -> bool:
     try:
         applied = applied_schema_files(client, database)
-    except Exception:  # no migrations table yet (a fresh store), or no right to read it
+    except Exception:  # no migrations table, or no right to read it
         return False
     return all(f.name in applied for f in schema_files(database=database))
 

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("schema", help="create or print the ClickHouse tables")
     actions = parser.add_subparsers(dest="schema_command", metavar="ACTION", required=True)
     apply_parser = actions.add_parser(
-        "apply", help="create missing tables and views in the configured store (safe to re-run)"
+        "apply", help="create missing tables and views in the configured store, migrate changed ones (safe to re-run)"
     )
     show_parser = actions.add_parser("show", help="print the DDL statements")
     for sub in (apply_parser, show_parser):

@@ -1,0 +1,111 @@
+-- One typed row per LLM call span, so dashboards never parse attribute strings. Counts, timings and
+-- costs are Nullable: NULL means nobody reported it (never 0). Filled from otel_traces by llm_calls_mv,
+-- which works the same for spans from thinkmeter's exporter and from an OTel Collector.
+CREATE TABLE IF NOT EXISTS {{database}}.llm_calls {{on_cluster}}(
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String),
+    StatusCode LowCardinality(String),
+    duration_s Float64,
+    operation LowCardinality(String),
+    provider LowCardinality(String),
+    request_model LowCardinality(String),
+    response_model LowCardinality(String),
+    model LowCardinality(String),
+    response_id String CODEC(ZSTD(1)),
+    finish_reasons Array(String),
+    stream UInt8,
+    max_tokens Nullable(UInt32),
+    reasoning_level LowCardinality(String),
+    thinking_budget_tokens Nullable(UInt32),
+    server_address LowCardinality(String),
+    engine LowCardinality(String),
+    input_tokens Nullable(UInt64),
+    cache_read_tokens Nullable(UInt64),
+    cache_write_tokens Nullable(UInt64),
+    output_tokens Nullable(UInt64),
+    reasoning_tokens Nullable(UInt64),
+    visible_output_tokens Nullable(UInt64),
+    reasoning_source LowCardinality(String),
+    output_source LowCardinality(String),
+    time_to_first_chunk_s Nullable(Float64),
+    time_to_first_token_s Nullable(Float64),
+    time_to_first_visible_token_s Nullable(Float64),
+    time_per_output_token_s Nullable(Float64),
+    cost_usd Nullable(Float64),
+    reasoning_cost_usd Nullable(Float64),
+    cost_source LowCardinality(String),
+    tenant LowCardinality(String),
+    user LowCardinality(String),
+    session String CODEC(ZSTD(1)),
+    feature LowCardinality(String),
+    task_class LowCardinality(String),
+    error_type LowCardinality(String),
+    -- What the engine and its GPUs were under when the call started (self-hosted engines with a collector).
+    engine_kv_cache_usage Nullable(Float64),
+    engine_requests_running Nullable(UInt32),
+    engine_requests_waiting Nullable(UInt32),
+    gpu_utilization Nullable(Float64),
+    gpu_memory_used_bytes Nullable(UInt64),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1
+) ENGINE = {{engine:MergeTree}}
+PARTITION BY toYYYYMM(Timestamp)
+-- No bare Timestamp in the key: with it, ClickHouse matches time filters on Timestamp to that last key
+-- column and reads every granule. Without it, they go through toStartOfHour(Timestamp) and read the hours asked for.
+ORDER BY (toStartOfHour(Timestamp), ServiceName, model, task_class)
+{{ttl:toDateTime(Timestamp)}}
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, {{dedup_window}};
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {{database}}.llm_calls_mv {{on_cluster}}
+TO {{database}}.llm_calls
+AS SELECT
+    Timestamp,
+    TraceId,
+    SpanId,
+    ServiceName,
+    StatusCode,
+    Duration / 1e9 AS duration_s,
+    SpanAttributes['gen_ai.operation.name'] AS operation,
+    SpanAttributes['gen_ai.provider.name'] AS provider,
+    SpanAttributes['gen_ai.request.model'] AS request_model,
+    SpanAttributes['gen_ai.response.model'] AS response_model,
+    if(response_model != '', response_model, request_model) AS model,
+    SpanAttributes['gen_ai.response.id'] AS response_id,
+    JSONExtract(SpanAttributes['gen_ai.response.finish_reasons'], 'Array(String)') AS finish_reasons,
+    SpanAttributes['gen_ai.request.stream'] = 'true' AS stream,
+    toUInt32OrNull(SpanAttributes['gen_ai.request.max_tokens']) AS max_tokens,
+    SpanAttributes['gen_ai.request.reasoning.level'] AS reasoning_level,
+    toUInt32OrNull(SpanAttributes['thinkmeter.request.thinking_budget_tokens']) AS thinking_budget_tokens,
+    SpanAttributes['server.address'] AS server_address,
+    SpanAttributes['thinkmeter.engine'] AS engine,
+    toUInt64OrNull(SpanAttributes['gen_ai.usage.input_tokens']) AS input_tokens,
+    toUInt64OrNull(SpanAttributes['gen_ai.usage.cache_read.input_tokens']) AS cache_read_tokens,
+    toUInt64OrNull(SpanAttributes['gen_ai.usage.cache_creation.input_tokens']) AS cache_write_tokens,
+    toUInt64OrNull(SpanAttributes['gen_ai.usage.output_tokens']) AS output_tokens,
+    toUInt64OrNull(SpanAttributes['gen_ai.usage.reasoning.output_tokens']) AS reasoning_tokens,
+    toUInt64OrNull(SpanAttributes['thinkmeter.usage.visible_output_tokens']) AS visible_output_tokens,
+    coalesce(nullIf(SpanAttributes['thinkmeter.usage.reasoning.source'], ''), 'unknown') AS reasoning_source,
+    coalesce(nullIf(SpanAttributes['thinkmeter.usage.output.source'], ''), 'unknown') AS output_source,
+    toFloat64OrNull(SpanAttributes['gen_ai.response.time_to_first_chunk']) AS time_to_first_chunk_s,
+    toFloat64OrNull(SpanAttributes['thinkmeter.latency.time_to_first_token']) AS time_to_first_token_s,
+    toFloat64OrNull(SpanAttributes['thinkmeter.latency.time_to_first_visible_token']) AS time_to_first_visible_token_s,
+    toFloat64OrNull(SpanAttributes['thinkmeter.latency.time_per_output_token']) AS time_per_output_token_s,
+    toFloat64OrNull(SpanAttributes['thinkmeter.cost.usd']) AS cost_usd,
+    toFloat64OrNull(SpanAttributes['thinkmeter.cost.reasoning_usd']) AS reasoning_cost_usd,
+    SpanAttributes['thinkmeter.cost.source'] AS cost_source,
+    SpanAttributes['thinkmeter.tenant'] AS tenant,
+    SpanAttributes['thinkmeter.user'] AS user,
+    SpanAttributes['thinkmeter.session'] AS session,
+    SpanAttributes['thinkmeter.feature'] AS feature,
+    SpanAttributes['thinkmeter.task_class'] AS task_class,
+    SpanAttributes['error.type'] AS error_type,
+    toFloat64OrNull(SpanAttributes['thinkmeter.engine.kv_cache.usage']) AS engine_kv_cache_usage,
+    toUInt32OrNull(SpanAttributes['thinkmeter.engine.requests.running']) AS engine_requests_running,
+    toUInt32OrNull(SpanAttributes['thinkmeter.engine.requests.waiting']) AS engine_requests_waiting,
+    toFloat64OrNull(SpanAttributes['thinkmeter.gpu.utilization']) AS gpu_utilization,
+    toUInt64OrNull(SpanAttributes['thinkmeter.gpu.memory.used_bytes']) AS gpu_memory_used_bytes
+FROM {{database}}.otel_traces
+-- thinkmeter's own spans only: SDKs that trace themselves (anthropic 2.x) or other GenAI
+-- instrumentations also write gen_ai.* spans, and counting them would bill a call twice.
+WHERE ScopeName = 'thinkmeter' AND mapContains(SpanAttributes, 'gen_ai.operation.name');
