@@ -59,6 +59,9 @@ class AlertSettings(BaseModel):
     cost_per_solved_k: float = Field(2.0, gt=1)
     cost_per_solved_min_solved: int = Field(5, ge=1)
     # Engines and GPUs over 5 minutes.
+    # Calls cut off or refused by the budget policy (thinkmeter/budgets) in an hour, per policy line;
+    # in observe mode the calls that would have been.
+    budget_actions_per_hour: float = Field(0.0, ge=0)
     kv_cache_saturation: float = Field(0.9, gt=0, le=1)
     gpu_memory_pressure: float = Field(0.95, gt=0, le=1)
     # Calls per hour, per service, model and task class, that hit the output cap with no visible answer
@@ -369,6 +372,28 @@ GROUP BY service, model, task_class"""
     )
 
 
+def _budget_actions(s: AlertSettings) -> Rule:
+    sql = """SELECT ServiceName AS service, budget_line AS line,
+       if(countIf(budget_cut OR budget_rejected) > 0, 'enforce', 'observe') AS mode,
+       toFloat64(count()) AS value
+FROM llm_calls
+WHERE $__timeFilter(Timestamp) AND budget_line != '' AND (budget_cut OR budget_rejected OR budget_would_cut OR budget_would_reject)
+GROUP BY service, line"""
+    return Rule(
+        uid="thinkmeter-budget-actions",
+        title="Calls cut off or refused by the budget policy",
+        group="thinkmeter-usage",
+        sql=sql,
+        labels=("service", "line", "mode"),
+        threshold=s.budget_actions_per_hour,
+        window_s=3600,
+        severity="info",
+        summary="{value} calls of {service} in the last hour hit budget line {line} ({mode} mode)",
+        description=f"Fires above {s.budget_actions_per_hour:g} per hour and line. In observe mode these calls "
+        "ran on and are what the policy would stop; `thinkmeter report` shows what they cost and would save.",
+    )
+
+
 def build_rules(settings: AlertSettings | None = None) -> list[Rule]:
     s = settings or AlertSettings()
     return [
@@ -384,6 +409,7 @@ def build_rules(settings: AlertSettings | None = None) -> list[Rule]:
         _gpu_memory(s),
         _unpriced(s),
         _answer_lost(s),
+        _budget_actions(s),
     ]
 
 

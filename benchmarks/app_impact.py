@@ -4,11 +4,13 @@
 
 Separate processes, all real: a loopback OpenAI-style server (canned replies, its own process),
 `thinkmeter serve` on a temporary data dir, and an application process making the same real `openai`
-SDK calls (1 in 10 streamed), once plain and once with `thinkmeter.instrument()`:
+SDK calls (1 in 10 streamed): plain, with `thinkmeter.instrument(exporter="none")` (spans built, not
+exported: the instrumentation's own cost) and with `thinkmeter.instrument()` (the default exporter):
 - steady: `--rate` calls per second for `--seconds`;
 - full speed: `--calls` calls back to back.
 The application ends without calling flush(), as most do. Its CPU is the whole process's, every thread
-and start-up included (os.wait4), its RSS the peak (ru_maxrss); rows stored are counted in serve
+and start-up included (os.wait4), also shown without start-up (imports, instrument()) and for the calls
+alone (no exit either); its RSS is the peak (ru_maxrss); rows stored are counted in serve
 afterwards. Then serve's own ingest: `--ingest-spans` realistic spans written as segments by the
 exporter's code, ingested by a fresh serve-side store, sustained spans/s.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -71,6 +74,8 @@ def run_app(instrumented: bool, port: int, rate: float, seconds: float, calls: i
 
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0)
     messages = [{"role": "user", "content": "What is two plus two?"}]
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the process
+    startup_cpu = usage.ru_utime + usage.ru_stime
 
     def call(index: int) -> None:
         if index % STREAM_EVERY == STREAM_EVERY - 1:
@@ -91,7 +96,8 @@ def run_app(instrumented: bool, port: int, rate: float, seconds: float, calls: i
         for index in range(calls):
             call(index)
         made = calls
-    print(json.dumps({"calls": made}), flush=True)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"calls": made, "startup_cpu_s": startup_cpu, "calls_cpu_s": usage.ru_utime + usage.ru_stime - startup_cpu}), flush=True)
     # No flush(): the application just ends.
 
 
@@ -105,8 +111,10 @@ def measure_app(instrumented: bool, port: int, env: dict[str, str], rate: float,
     out, err = process.stdout.read(), process.stderr.read()  # type: ignore[union-attr]
     if os.waitstatus_to_exitcode(status) != 0 or err.strip():
         raise SystemExit(f"application failed or wrote to stderr:\n{err.decode()}")
-    made = json.loads(out.decode().strip().splitlines()[-1])["calls"]
-    return {"cpu_s": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024, "calls": made, "wall_s": wall}
+    report = json.loads(out.decode().strip().splitlines()[-1])
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"cpu_s": cpu, "work_cpu_s": cpu - report["startup_cpu_s"], "calls_cpu_s": report.get("calls_cpu_s", 0.0),
+            "rss_mb": usage.ru_maxrss / 1024, "calls": report["calls"], "wall_s": wall}
 
 
 # ------------------------------------------------------------------------------------------------- serve
@@ -168,12 +176,14 @@ def measure_ingest(total: int) -> None:
         writer.write(TRACES_TABLE, block)
     with embedded_store(settings) as client:
         ensure_schema(client, settings)
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         ingested = ingest_segments(client, settings.segments_dir)
-        seconds = time.monotonic() - started
+        seconds, cpu = time.monotonic() - started, time.process_time() - cpu
         stored = client.query("SELECT count() FROM llm_calls").first_row[0]
     print(f"  serve ingest: {ingested:,} spans in {seconds:.2f} s = {ingested / seconds:,.0f} spans/s sustained "
           f"(batches of up to 64 MiB, all materialized views); {stored:,} rows in llm_calls")
+    print(f"  serve ingest CPU (all threads, chDB's included): {cpu / ingested * 1e6:.1f} us per span "
+          f"= {ingested / cpu:,.0f} spans per CPU-second")
     print(f"  application side, per span: columns + Native block {encode_us:.1f} us CPU on the export thread")
 
 
@@ -210,16 +220,28 @@ def main() -> None:
             service = f"bench-{label.replace(' ', '-')}-{os.getpid()}"
             env = {**os.environ, "THINKMETER_DATA_DIR": str(data_dir), "OTEL_SERVICE_NAME": service}
             plain = measure_app(False, port, env, rate, seconds, calls)
+            spans_only = measure_app(True, port, {**env, "THINKMETER_EXPORTER": "none"}, rate, seconds, calls)
             instrumented = measure_app(True, port, env, rate, seconds, calls)
             stored = rows_stored(serve_port, service, instrumented["calls"])
             n = instrumented["calls"]
             what = f"{rate:g} calls/s for {seconds:g} s" if rate else f"{calls} calls back to back"
             print(f"\n{label} ({what}):")
-            print(f"  plain        CPU {plain['cpu_s']:6.2f} s  peak RSS {plain['rss_mb']:6.1f} MB  wall {plain['wall_s']:5.1f} s")
-            print(f"  instrumented CPU {instrumented['cpu_s']:6.2f} s  peak RSS {instrumented['rss_mb']:6.1f} MB  wall {instrumented['wall_s']:5.1f} s")
-            print(f"  CPU ratio {instrumented['cpu_s'] / plain['cpu_s']:.2f}x; added CPU per call "
+            for name, run in (("plain", plain), ("exporter=none", spans_only), ("instrumented", instrumented)):
+                print(f"  {name:<13} CPU {run['cpu_s']:6.2f} s (after start-up {run['work_cpu_s']:6.2f} s, "
+                      f"calls alone {run['calls_cpu_s']:6.2f} s)  "
+                      f"peak RSS {run['rss_mb']:6.1f} MB  wall {run['wall_s']:5.1f} s")
+            print(f"  whole process: CPU ratio {instrumented['cpu_s'] / plain['cpu_s']:.2f}x, added CPU per call "
                   f"{(instrumented['cpu_s'] - plain['cpu_s']) / n * 1e6:,.0f} us (all threads, start-up included); "
                   f"RSS +{instrumented['rss_mb'] - plain['rss_mb']:.1f} MB")
+            print(f"  after start-up (imports and instrument() done): CPU ratio "
+                  f"{instrumented['work_cpu_s'] / plain['work_cpu_s']:.2f}x, added CPU per call "
+                  f"{(instrumented['work_cpu_s'] - plain['work_cpu_s']) / n * 1e6:,.0f} us (all threads, exit included)")
+            print(f"  during the calls alone (no start-up, no exit): CPU ratio "
+                  f"{instrumented['calls_cpu_s'] / plain['calls_cpu_s']:.2f}x, added CPU per call "
+                  f"{(instrumented['calls_cpu_s'] - plain['calls_cpu_s']) / n * 1e6:,.0f} us (all threads)")
+            print(f"  of which the span export (instrumented vs exporter=none, exit included): "
+                  f"{(instrumented['work_cpu_s'] - spans_only['work_cpu_s']) / n * 1e6:,.0f} us CPU per call, "
+                  f"RSS {instrumented['rss_mb'] - spans_only['rss_mb']:+.1f} MB")
             print(f"  rows stored (llm_calls, read through serve): {stored} of {n} calls"
                   f"{'' if stored == n else '  <-- MISMATCH'}; the application exited without flush() and wrote nothing to stderr")
         print(f"\n  serve meanwhile: {_process_cpu(serve.pid) - serve_cpu_before:.2f} s CPU (ingest + schema) in its own process")

@@ -3,8 +3,8 @@
     python benchmarks/memory.py [--quick] [--calls N]
 
 Runs non-streamed and streamed OpenAI chat and Responses calls in rotation against an in-process
-transport, with thinkmeter.instrument(exporter="clickhouse") exporting into a temporary embedded store,
-then flushes and compares Python heap (tracemalloc) and process RSS with the post-warm-up figures.
+transport, with thinkmeter.instrument(exporter="clickhouse") exporting as segments into a temporary data
+dir (the application's side of the embedded store; nothing ingests them here), then flushes and compares Python heap (tracemalloc) and process RSS with the post-warm-up figures.
 """
 
 from __future__ import annotations

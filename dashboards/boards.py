@@ -205,6 +205,31 @@ FROM llm_calls WHERE {RAW_WHERE} GROUP BY tenant, user"""
     )
 
 
+_BUDGET_ACTIONS = """countIf(budget_cut) AS cuts, countIf(budget_rejected) AS rejected,
+    countIf(budget_would_cut) AS would_cut, countIf(budget_would_reject) AS would_reject"""
+
+
+def _budget_actions_over_time() -> Query:
+    sql = f"""SELECT {RAW_BUCKET} AS time, {_BUDGET_ACTIONS}
+FROM llm_calls WHERE {CALLS_WHERE} AND budget_line != ''
+GROUP BY time ORDER BY time"""
+    return Query(sql, ("time", "cuts", "rejected", "would_cut", "would_reject"))
+
+
+def _budget_lines() -> Query:
+    sql = f"""SELECT budget_line AS line, {_BUDGET_ACTIONS},
+    sumIf(reasoning_tokens, budget_cut) AS reasoning_tokens_at_cuts,
+    sumIf(cost_usd, budget_cut) AS cost_of_cut_calls_usd,
+    sumIf(cost_usd - budget_cut_cost_usd, budget_would_cut) AS would_save_usd
+FROM llm_calls WHERE {CALLS_WHERE} AND budget_line != ''
+GROUP BY line ORDER BY cuts + rejected DESC, would_cut + would_reject DESC"""
+    return Query(
+        sql,
+        ("line", "cuts", "rejected", "would_cut", "would_reject", "reasoning_tokens_at_cuts", "cost_of_cut_calls_usd", "would_save_usd"),
+        TABLE,
+    )
+
+
 def spend_dashboard() -> Dashboard:
     usd, share = "currencyUSD", "percentunit"
     bars = [
@@ -276,6 +301,22 @@ def spend_dashboard() -> Dashboard:
                 description="Tenants and users by spend. Ranges over 2 days read the daily per-user rollup, from the start of the first day.",
                 width=12,
                 overrides=(_unit("spend_usd", usd), _unit("reasoning_spend_usd", usd), _unit("reasoning_share_of_output", share)),
+            ),
+            Row("Budgets"),
+            Panel(
+                "Budget actions",
+                "timeseries",
+                (_budget_actions_over_time(),),
+                description="Streams cut off past a task-class cap and calls refused over a tenant window; would_*: the same in observe mode, where nothing is stopped.",
+                unit="short",
+                stacked=True,
+            ),
+            Panel(
+                "Budget actions by policy line",
+                "table",
+                (_budget_lines(),),
+                description="would_save_usd: what observe-mode calls cost past the point where they would have been cut (measured: they ran on). A cut stream's rest was never generated, so its saving is not in the store.",
+                overrides=(_unit("cost_of_cut_calls_usd", usd), _unit("would_save_usd", usd)),
             ),
         ),
     )

@@ -21,11 +21,26 @@ class Surface(Protocol):
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
         """Read a non-streamed result and finish, or return a stream proxy that finishes later."""
 
+    # Optional: `inject(record, kwargs, caps) -> list[str]` puts a budget class's caps into the request
+    # in the provider's own form where the caller set none (instrumentation/_budget.py).
+
 
 @dont_throw
 def begin_call(surface: Surface, instance: Any, kwargs: dict[str, Any]) -> Call | None:
     """surface.begin, guarded: a failure leaves the call untraced (None) instead of failing it."""
     return surface.begin(instance, kwargs)
+
+
+def refused(surface: Surface, call: Call, kwargs: dict[str, Any]) -> BaseException | None:
+    """The budget policy's word on a call about to be sent: it may change kwargs (the provider's own
+    knobs), watch the stream, or refuse the call; a refused call's span ends here. Never raises."""
+    budgets = call.telemetry.budgets
+    if budgets is None:
+        return None
+    rejection = budgets.admit(surface, call, kwargs)
+    if rejection is not None:
+        end_call(call, None)
+    return rejection
 
 
 @dont_throw
@@ -48,6 +63,9 @@ def sync_wrapper(surface: Surface) -> Callable[..., Any]:
         call = begin_call(surface, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
+        rejection = refused(surface, call, kwargs)
+        if rejection is not None:
+            raise rejection
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as error:
@@ -63,6 +81,9 @@ def async_wrapper(surface: Surface) -> Callable[..., Any]:
         call = begin_call(surface, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
+        rejection = refused(surface, call, kwargs)
+        if rejection is not None:
+            raise rejection
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as error:

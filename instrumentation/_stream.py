@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import wrapt
 
+from thinkmeter.budgets import BudgetExceeded
+from thinkmeter.instrumentation._budget import StreamMeter, watchdog
 from thinkmeter.instrumentation._safety import dont_throw, log_once
 from thinkmeter.instrumentation._telemetry import Call
 from thinkmeter.schemas.record import CallRecord
@@ -35,7 +37,52 @@ class StreamAccumulator(Protocol):
 
 def traced(stream: Any, accumulator: StreamAccumulator, is_async: bool) -> Any:
     """The proxy that feeds `accumulator` from an SDK's sync or async stream."""
+    if accumulator.call.meter is not None:
+        _watch(accumulator.call.meter, stream)
     return TracedAsyncStream(stream, accumulator) if is_async else TracedStream(stream, accumulator)
+
+
+@dont_throw
+def _watch(meter: StreamMeter, stream: Any) -> None:
+    watchdog.watch(meter, stream)
+
+
+@dont_throw
+def _cut_due(meter: StreamMeter) -> bool:
+    """After a chunk of a stream under a budget: whether to close it now; guarded."""
+    return meter.should_cut()
+
+
+def _cut_pending(acc: StreamAccumulator) -> bool:
+    """After a failed read: whether the watchdog shut the connection for a cut (the failure is ours)."""
+    meter = acc.call.meter
+    return meter is not None and meter.breach is not None and meter.budgets.enforce and not meter.cut
+
+
+def _cut(acc: StreamAccumulator, wrapped: Any) -> BudgetExceeded:
+    """Close a stream past its budget (the connection goes, so the provider stops), end its span once,
+    and return the exception the caller gets in place of the chunk that passed the cap."""
+    error = acc.call.meter.exception()  # type: ignore[union-attr]
+    try:
+        close = getattr(wrapped, "close", None)
+        if close is not None:
+            close()
+    except Exception:
+        log_once("budgets.close", "thinkmeter: closing a stream past its budget failed")
+    finish_stream(acc, None)
+    return error
+
+
+async def _acut(acc: StreamAccumulator, wrapped: Any) -> BudgetExceeded:
+    error = acc.call.meter.exception()  # type: ignore[union-attr]
+    try:
+        close = getattr(wrapped, "aclose", None) or getattr(wrapped, "close", None)
+        if close is not None:
+            await close()
+    except Exception:
+        log_once("budgets.close", "thinkmeter: closing a stream past its budget failed")
+    finish_stream(acc, None)
+    return error
 
 
 def record_reply_identity(record: CallRecord, model: str | None, response_id: str | None, finish_reasons: dict[int, str]) -> None:
@@ -66,6 +113,7 @@ def _traced_items(proxy: TracedStream, wrapped: Any, acc: StreamAccumulator) -> 
     if pending is not None:
         yield pending
     holding = proxy._self_held is not None  # kept on the proxy too, for a next(stream) in between
+    meter = acc.call.meter
     while True:
         try:
             item = pull()
@@ -75,11 +123,15 @@ def _traced_items(proxy: TracedStream, wrapped: Any, acc: StreamAccumulator) -> 
                 yield proxy._release()
             return
         except BaseException as error:
+            if _cut_pending(acc):
+                raise _cut(acc, wrapped) from error
             finish_stream(acc, error)
             if holding and proxy._self_held is not None:
                 yield proxy._release()
             raise
         verdict = _verdict(acc, item)
+        if meter is not None and _cut_due(meter):
+            raise _cut(acc, wrapped)
         if holding:
             holding = False
             if proxy._self_held is not None:
@@ -169,12 +221,18 @@ class TracedStream(_Holding, wrapt.ObjectProxy):
                     return held
                 raise
             except BaseException as error:
+                if _cut_pending(acc):
+                    raise _cut(acc, self.__wrapped__) from error
                 finish_stream(acc, error)
                 held = self._after_end(error)
                 if held is not None:
                     return held
                 raise
-            out = self._after_pull(item, _verdict(acc, item))
+            verdict = _verdict(acc, item)
+            meter = acc.call.meter
+            if meter is not None and _cut_due(meter):
+                raise _cut(acc, self.__wrapped__)
+            out = self._after_pull(item, verdict)
             if out is not None:
                 return out
 
@@ -221,12 +279,18 @@ class TracedAsyncStream(_Holding, wrapt.ObjectProxy):
                     return held
                 raise
             except BaseException as error:  # CancelledError included: the span still ends
+                if _cut_pending(acc):
+                    raise await _acut(acc, self.__wrapped__) from error
                 finish_stream(acc, error)
                 held = self._after_end(error)
                 if held is not None:
                     return held
                 raise
-            out = self._after_pull(item, _verdict(acc, item))
+            verdict = _verdict(acc, item)
+            meter = acc.call.meter
+            if meter is not None and _cut_due(meter):
+                raise await _acut(acc, self.__wrapped__)
+            out = self._after_pull(item, verdict)
             if out is not None:
                 return out
 

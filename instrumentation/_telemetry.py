@@ -6,7 +6,7 @@ import functools
 import time
 from collections.abc import Callable, Mapping
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -23,6 +23,9 @@ from thinkmeter.pricing import Cost, PriceTable
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.contract import RECORD_ATTRIBUTES
 from thinkmeter.schemas.record import CallRecord, Source
+
+if TYPE_CHECKING:
+    from thinkmeter.instrumentation._budget import Budgets, StreamMeter
 
 
 def record_attributes(record: CallRecord) -> dict[str, Any]:
@@ -55,12 +58,14 @@ class Telemetry:
         prices: PriceTable,
         capture_content: ContentCapture | None = None,
         request_context: RequestContext | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.tracer = trace.get_tracer("thinkmeter", __version__, tracer_provider)
         meter = metrics.get_meter("thinkmeter", __version__, meter_provider)
         self.prices = prices
         self.capture_content = capture_content
         self.request_context = request_context
+        self.budgets = budgets
         self.tokenizer = EngineTokenizer()
         self._token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE,
@@ -171,6 +176,7 @@ class Call:
         "first_visible",
         "last_token",
         "hide_usage_chunk",
+        "meter",
         "ended",
         "tags",
         "task",
@@ -197,6 +203,8 @@ class Call:
         self.last_token: float | None = None
         # Set when thinkmeter asked a stream for a usage chunk the caller did not ask for.
         self.hide_usage_chunk = False
+        # A streamed call under a budget policy: what it has used against its caps (instrumentation/_budget.py).
+        self.meter: StreamMeter | None = None
         self.ended = False
         # An engine whose tokenizer can count the reasoning text (scheme://host:port), and that text
         # when the reply carried reasoning without a count.
@@ -234,6 +242,8 @@ class Call:
         try:
             if record.stream:
                 self._set_stream_timings()
+            if self.meter is not None:
+                self.meter.settle(record)
             self.telemetry.finish(record, self.parent, self.start_ns, duration, error, self.tags, self.task, end_ns)
         except Exception:
             # Figures that cannot be read must not cost the call its span.
@@ -258,8 +268,14 @@ class Call:
             record.time_per_output_token = (self.last_token - self.first_token) / (tokens - 1)
 
 
-def mark_tokens(call: Call, now: float, visible: bool) -> None:
-    """Note generated tokens (reasoning, or visible when `visible`) arriving in a streamed chunk."""
+def mark_tokens(call: Call, now: float, visible: bool, chars: int = 0) -> None:
+    """Note generated tokens (reasoning, or visible when `visible`; `chars` of text) arriving in a streamed chunk."""
+    meter = call.meter
+    if meter is not None:
+        if visible:
+            meter.visible(chars)
+        else:
+            meter.reasoning(chars)
     if call.first_token is None:
         call.first_token = now
     if visible and call.first_visible is None:

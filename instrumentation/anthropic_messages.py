@@ -9,6 +9,7 @@ from typing import Any
 
 import wrapt
 
+from thinkmeter.budgets.policy import ANSWER_ROOM_TOKENS, ANTHROPIC_MIN_BUDGET, ClassBudget
 from thinkmeter.instrumentation._content import capture, capture_output, streamed_answers
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import Surface, begin_call, end_call, given
@@ -17,7 +18,7 @@ from thinkmeter.instrumentation._stainless import deliver_raw, raw_response_mode
 from thinkmeter.instrumentation._stream import finish_stream, traced
 from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation._values import field, known_text
-from thinkmeter.instrumentation.anthropic_usage import THINKING_BLOCKS, read_anthropic_usage
+from thinkmeter.instrumentation.anthropic_usage import THINKING_BLOCKS, input_tokens, read_anthropic_usage
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.schemas.record import CallRecord
 
@@ -53,6 +54,28 @@ class MessagesSurface:
             turns = messages if system is None else [{"role": "system", "content": system}, *messages]
             capture(record, sc.INPUT_MESSAGES, lambda: content.input_messages(turns))
         return start_call(self.telemetry, self.resolver, instance, record, default=PROVIDER)
+
+    def inject(self, record: CallRecord, kwargs: dict[str, Any], caps: ClassBudget) -> list[str]:
+        """Extended thinking with the class's budget (Anthropic's minimum is 1,024: a smaller cap is kept
+        by the stream cut-off), and max_tokens above it. A call that set `thinking` (enabled or disabled),
+        or a temperature / top_k that thinking does not allow, is left as it is."""
+        cap = caps.max_reasoning_tokens
+        if cap is None or given(kwargs.get("thinking")) is not None:
+            return []
+        if given(kwargs.get("temperature")) not in (None, 1) or given(kwargs.get("top_k")) is not None:
+            return []
+        budget = max(ANTHROPIC_MIN_BUDGET, cap)
+        kwargs["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        injected = [f"thinking.budget_tokens={budget}"]
+        record.thinking_budget_tokens = budget
+        max_tokens = given(kwargs.get("max_tokens"))
+        if not isinstance(max_tokens, int) or max_tokens <= budget:
+            # The caller's max_tokens was room for the answer alone: it stays that, above the thinking.
+            wanted = caps.max_output_tokens if caps.max_output_tokens and caps.max_output_tokens > budget else None
+            kwargs["max_tokens"] = wanted or budget + (max_tokens if isinstance(max_tokens, int) else ANSWER_ROOM_TOKENS)
+            injected.append(f"max_tokens={kwargs['max_tokens']}")
+            record.max_tokens = kwargs["max_tokens"]
+        return injected
 
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
         mode = raw_response_mode(kwargs)
@@ -140,7 +163,7 @@ class MessagesStreamAccumulator:
             elif delta.type == "input_json_delta":
                 self._visible(now, delta.partial_json)
             elif delta.type == "thinking_delta" and delta.thinking:
-                mark_tokens(call, now, visible=False)
+                mark_tokens(call, now, False, len(delta.thinking))
         elif kind == "content_block_start":
             # A redacted (or omitted) thinking block says reasoning happened without timing it.
             if event.content_block.type in THINKING_BLOCKS:
@@ -150,6 +173,8 @@ class MessagesStreamAccumulator:
             self.model = known_text(message.model)
             self.response_id = known_text(message.id)
             self.first_usage = message.usage
+            if call.meter is not None:
+                call.meter.reported(input_tokens=input_tokens(message.usage))
         elif kind == "message_delta":
             self.final_usage = event.usage
             self.stop_reason = known_text(field(event.delta, "stop_reason")) or self.stop_reason
@@ -157,7 +182,7 @@ class MessagesStreamAccumulator:
 
     def _visible(self, now: float, text: Any) -> None:
         if text and isinstance(text, str):
-            mark_tokens(self.call, now, visible=True)
+            mark_tokens(self.call, now, True, len(text))
             self.visible_chars += len(text)
 
     def on_end(self) -> None:
@@ -177,15 +202,23 @@ class TracedStreamManager(wrapt.ObjectProxy):
     SDK's MessageStream then reads a traced raw stream, so the span sees every event whichever way
     the caller consumes it (events, text_stream, get_final_message, until_done)."""
 
-    def __init__(self, wrapped: Any, surface: Surface, instance: Any, kwargs: dict[str, Any]) -> None:
+    def __init__(self, wrapped: Any, surface: Surface, instance: Any, kwargs: dict[str, Any], injected: list[str]) -> None:
         super().__init__(wrapped)
         self._self_surface = surface
         self._self_instance = instance
         self._self_kwargs = kwargs
+        self._self_injected = injected  # budget knobs put into the request when the manager was made
         self._self_accumulator: MessagesStreamAccumulator | None = None
 
     def _start_call(self) -> Call | None:
-        return begin_call(self._self_surface, self._self_instance, self._self_kwargs)
+        call = begin_call(self._self_surface, self._self_instance, self._self_kwargs)
+        budgets = call.telemetry.budgets if call is not None else None
+        if budgets is not None:
+            rejection = budgets.admit(self._self_surface, call, self._self_kwargs, injected=self._self_injected)
+            if rejection is not None:
+                end_call(call, None)
+                raise rejection
+        return call
 
     @dont_throw
     def _trace(self, call: Call, stream: Any, is_async: bool) -> None:
@@ -240,11 +273,21 @@ class TracedStreamManager(wrapt.ObjectProxy):
             self._exited()
 
 
+@dont_throw
+def _inject_early(surface: Surface, kwargs: dict[str, Any]) -> list[str]:
+    budgets = surface.telemetry.budgets  # type: ignore[attr-defined]
+    if budgets is None or not budgets.enforce:
+        return []
+    return budgets.inject(surface, CallRecord(provider=PROVIDER), kwargs)
+
+
 def stream_manager_wrapper(surface: Surface) -> Callable[..., Any]:
     """For messages.stream(): it sends nothing itself, so the call begins when its manager is entered."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
+        # The manager holds the request it will send: budget knobs go in now, the call starts on enter.
+        injected = _inject_early(surface, kwargs) or []
         manager = wrapped(*args, **kwargs)
-        return TracedStreamManager(manager, surface, instance, {**kwargs, "stream": True})
+        return TracedStreamManager(manager, surface, instance, {**kwargs, "stream": True}, injected)
 
     return wrapper

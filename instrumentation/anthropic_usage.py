@@ -27,6 +27,14 @@ def _counts(uncached: int | None, cache_read: int | None, cache_write: int | Non
     )
 
 
+def input_tokens(usage: Any) -> int | None:
+    """All input of one usage object (a stream's message_start): uncached + cache reads + cache writes."""
+    uncached = count(usage, "input_tokens")
+    if uncached is None:
+        return None
+    return uncached + (count(usage, "cache_read_input_tokens") or 0) + (count(usage, "cache_creation_input_tokens") or 0)
+
+
 def _iterations_usage(iterations: list[Any]) -> Usage | None:
     """The summed counts of sampling passes; None when one of them lacks its input or output count."""
     uncached = [count(i, "input_tokens") for i in iterations]

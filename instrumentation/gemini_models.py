@@ -7,6 +7,9 @@ import time
 from enum import Enum
 from typing import Any
 
+from pydantic import BaseModel
+
+from thinkmeter.budgets.policy import ClassBudget, gemini_level
 from thinkmeter.instrumentation._content import capture, capture_output, streamed_answers
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._stream import record_reply_identity, traced
@@ -62,6 +65,31 @@ class GenerateContentSurface:
         # The call starts here even for streams, whose request goes out on the first iteration.
         return Call(self.telemetry, record)
 
+    def inject(self, record: CallRecord, kwargs: dict[str, Any], caps: ClassBudget) -> list[str]:
+        """thinking_config.thinking_budget on Gemini 2.5, thinking_level on Gemini 3 (the class's
+        reasoning_effort, else the level that covers its reasoning cap); other models are left alone.
+        The caller's config object is copied, never changed."""
+        model = kwargs.get("model")
+        name = model.rsplit("/", 1)[-1] if isinstance(model, str) else ""
+        config = kwargs.get("config")
+        thinking = field(config, "thinking_config")
+        if field(thinking, "thinking_budget") is not None or field(thinking, "thinking_level") is not None:
+            return []
+        if name.startswith("gemini-3"):
+            if caps.reasoning_effort is None and caps.max_reasoning_tokens is None:
+                return []
+            knob, value = "thinking_level", caps.reasoning_effort or gemini_level(caps.max_reasoning_tokens or 0)
+            record.reasoning_level = value
+        elif name.startswith("gemini-2.5"):
+            if caps.max_reasoning_tokens is None:
+                return []
+            knob, value = "thinking_budget", caps.max_reasoning_tokens
+            record.thinking_budget_tokens = value
+        else:
+            return []
+        kwargs["config"] = _with_thinking(config, thinking, knob, value)
+        return [f"thinking_config.{knob}={value}"]
+
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
         if self.stream:
             return traced(result, GenerateContentStreamAccumulator(call), is_async)
@@ -73,6 +101,16 @@ class GenerateContentSurface:
             )
         call.finish()
         return result
+
+
+def _with_thinking(config: Any, thinking: Any, knob: str, value: Any) -> Any:
+    """A copy of a generate_content config (None, a dict or an SDK model) with one thinking setting added."""
+    current = thinking.model_dump(exclude_none=True) if isinstance(thinking, BaseModel) else dict(thinking or {})
+    if isinstance(config, BaseModel):
+        from google.genai import types
+
+        return config.model_copy(update={"thinking_config": types.ThinkingConfig(**{**current, knob: value})})
+    return {**(config or {}), "thinking_config": {**current, knob: value}}
 
 
 def _finish_reasons(candidates: Any) -> dict[int, str]:
@@ -120,7 +158,7 @@ class GenerateContentStreamAccumulator:
                 text = part.text
                 if text:
                     answer = not field(part, "thought")
-                    mark_tokens(call, now, visible=answer)
+                    mark_tokens(call, now, answer, len(text) if isinstance(text, str) else 0)
                     if answer and self.answers is not None and isinstance(text, str):
                         self.answers.add(candidate.index if type(candidate.index) is int else 0, text)
                 elif part.function_call is not None:
@@ -130,6 +168,9 @@ class GenerateContentStreamAccumulator:
         self.response_id = known_text(field(chunk, "response_id")) or self.response_id
         if chunk.usage_metadata is not None:
             self.usage = chunk.usage_metadata
+            if call.meter is not None:  # a running total in every chunk: exact figures so far
+                usage = gemini_usage(self.usage)
+                call.meter.reported(usage.input_tokens, usage.reasoning_tokens, usage.output_tokens)
         return False
 
     def on_end(self) -> None:

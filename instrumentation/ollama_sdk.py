@@ -130,7 +130,7 @@ class OllamaStreamAccumulator:
         if _answers(part):
             mark_tokens(call, now, visible=True)
         elif thinking:
-            mark_tokens(call, now, visible=False)
+            mark_tokens(call, now, False, len(thinking))
         if part.done:
             self.final = part
         return False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from thinkmeter.budgets.policy import ClassBudget
+from thinkmeter.instrumentation._budget import set_absent
 from thinkmeter.instrumentation._content import capture_input, capture_output, streamed_answers
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import given
@@ -14,6 +16,10 @@ from thinkmeter.instrumentation._telemetry import Call, Telemetry, mark_tokens
 from thinkmeter.instrumentation._values import field, known_text
 from thinkmeter.instrumentation.openai_usage import read_chat_usage, reasoning_text
 from thinkmeter.schemas.record import CallRecord
+
+
+# Providers whose chat API takes max_completion_tokens; OpenAI-compatible servers take max_tokens.
+MAX_COMPLETION_TOKENS_PROVIDERS = frozenset({"openai", "azure.ai.openai"})
 
 
 class ChatSurface:
@@ -41,6 +47,19 @@ class ChatSurface:
                 kwargs["stream_options"] = {**options, "include_usage": True}
                 call.hide_usage_chunk = True
         return call
+
+    def inject(self, record: CallRecord, kwargs: dict[str, Any], caps: ClassBudget) -> list[str]:
+        """max_completion_tokens (OpenAI, Azure) or max_tokens (vLLM, SGLang and other compatible servers),
+        both counting reasoning; reasoning_effort."""
+        injected: list[str] = []
+        cap = caps.output_cap
+        if cap is not None and given(kwargs.get("max_tokens")) is None:
+            name = "max_completion_tokens" if record.provider in MAX_COMPLETION_TOKENS_PROVIDERS else "max_tokens"
+            if given(kwargs.get("max_completion_tokens")) is None and set_absent(kwargs, name, cap, injected):
+                record.max_tokens = cap
+        if caps.reasoning_effort is not None and set_absent(kwargs, "reasoning_effort", caps.reasoning_effort, injected):
+            record.reasoning_level = caps.reasoning_effort
+        return injected
 
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
         mode = raw_response_mode(kwargs)
@@ -146,16 +165,19 @@ class ChatStreamAccumulator:
                 if content:
                     self.visible_chars += len(content)
                     if call.first_visible is None:
-                        mark_tokens(call, now, visible=True)
+                        mark_tokens(call, now, True, len(content))
                     else:
                         call.last_token = now
+                        if call.meter is not None:
+                            call.meter.visible(len(content))
                     if self.answers is not None:
                         self.answers.add(choice.index, content)
                 elif delta.refusal or delta.tool_calls:
-                    self.visible_chars += answer_chars(delta)
-                    mark_tokens(call, now, visible=True)
+                    chars = answer_chars(delta)
+                    self.visible_chars += chars
+                    mark_tokens(call, now, True, chars)
                 elif reasoning:
-                    mark_tokens(call, now, visible=False)
+                    mark_tokens(call, now, False, len(reasoning))
             reason = choice.finish_reason
             if isinstance(reason, str) and reason and type(choice.index) is int:
                 self.finish_reasons[choice.index] = reason

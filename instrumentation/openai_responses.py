@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from thinkmeter.budgets.policy import ClassBudget
+from thinkmeter.instrumentation._budget import set_absent
 from thinkmeter.instrumentation._content import ContentCapture, capture_input, capture_output
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import given
@@ -47,6 +49,20 @@ class ResponsesSurface:
         capture_input(self.telemetry.capture_content, record, given(kwargs.get("input")), given(kwargs.get("instructions")))
         return start_call(self.telemetry, self.resolver, instance, record)
 
+    def inject(self, record: CallRecord, kwargs: dict[str, Any], caps: ClassBudget) -> list[str]:
+        """max_output_tokens (reasoning included) and reasoning.effort."""
+        injected: list[str] = []
+        cap = caps.output_cap
+        if cap is not None and set_absent(kwargs, "max_output_tokens", cap, injected):
+            record.max_tokens = cap
+        effort = caps.reasoning_effort
+        reasoning = given(kwargs.get("reasoning"))
+        if effort is not None and (reasoning is None or (isinstance(reasoning, dict) and reasoning.get("effort") is None)):
+            kwargs["reasoning"] = {**(reasoning or {}), "effort": effort}
+            injected.append(f"reasoning.effort={effort}")
+            record.reasoning_level = effort
+        return injected
+
     def deliver(self, call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
         mode = raw_response_mode(kwargs)
         if mode is not None:
@@ -64,6 +80,9 @@ class ResponsesSurface:
 class ResumedStreamSurface(ResponsesSurface):
     """`responses.retrieve(id, stream=True)`: resuming a stream by response id. Plain retrieves of a
     stored response are no new LLM call and stay untraced."""
+
+    def inject(self, record: CallRecord, kwargs: dict[str, Any], caps: ClassBudget) -> list[str]:
+        return []  # a resumed reply was asked for already
 
     def begin(self, instance: Any, kwargs: dict[str, Any]) -> Call | None:
         if not given(kwargs.get("stream")):
@@ -139,10 +158,10 @@ class ResponsesStreamAccumulator:
         kind = event.type
         if kind in VISIBLE_DELTAS:
             if event.delta:
-                mark_tokens(call, now, visible=True)
+                mark_tokens(call, now, True, len(event.delta))
         elif kind in REASONING_DELTAS:
             if event.delta:
-                mark_tokens(call, now, visible=False)
+                mark_tokens(call, now, False, len(event.delta))
         elif kind in CARRY_RESPONSE:
             self.response = event.response
             extra = event.__pydantic_extra__

@@ -80,6 +80,18 @@ SPAN_COLUMNS: tuple[SpanColumn, ...] = (
     SpanColumn(sc.ENGINE_REQUESTS_WAITING, None, "engine_requests_waiting", "Nullable(UInt32)"),
     SpanColumn(sc.GPU_UTILIZATION, None, "gpu_utilization", "Nullable(Float64)"),
     SpanColumn(sc.GPU_MEMORY_USED_BYTES, None, "gpu_memory_used_bytes", _COUNT),
+    # Budgets (thinkmeter/budgets), set by the budget runtime: the policy line that acted (or would
+    # have), what was injected, a stream cut off or a call refused (or what would have been), and the
+    # running cost at the cut.
+    SpanColumn(sc.BUDGET_LINE, None, "budget_line"),
+    SpanColumn(sc.BUDGET_CAP, None, None),
+    SpanColumn(sc.BUDGET_REACHED, None, None),
+    SpanColumn(sc.BUDGET_INJECTED, None, "budget_injected", "Array(String)"),
+    SpanColumn(sc.BUDGET_CUT, None, "budget_cut", "UInt8"),
+    SpanColumn(sc.BUDGET_WOULD_CUT, None, "budget_would_cut", "UInt8"),
+    SpanColumn(sc.BUDGET_REJECTED, None, "budget_rejected", "UInt8"),
+    SpanColumn(sc.BUDGET_WOULD_REJECT, None, "budget_would_reject", "UInt8"),
+    SpanColumn(sc.BUDGET_CUT_COST_USD, None, "budget_cut_cost_usd", _USD),
 )
 
 # The task span (`thinkmeter.task(...)`) -> task_spans: the totals of the calls made inside it.

@@ -25,9 +25,9 @@ from thinkmeter.schemas.contract import TABLE_COLUMNS, column_definitions, selec
 SQL_DIR = Path(__file__).with_name("sql")
 # {shard}, {replica} are server macros; {database} and {table} are expanded by ClickHouse itself.
 REPLICATED_ARGS = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
-# Blocks remembered per table for insert deduplication. Every spool batch is one block per table (per
-# partition), and leftover batches are re-ingested at the next flush of any process, long before
-# 10 000 newer batches arrive. Replicated tables also forget hashes after a week.
+# Blocks remembered per table for insert deduplication. Every ingested batch of segments is one block per
+# table (per partition), and a batch left by a crash is re-ingested when serve (or the next reader)
+# starts, long before 10 000 newer batches arrive. Replicated tables also forget hashes after a week.
 DEDUP_WINDOW = 10_000
 REPLICATED_DEDUP_SECONDS = 7 * 24 * 3600
 

@@ -100,4 +100,4 @@ class CallRecord(BaseModel):
 
     # Figures a provider or engine reports beyond the common ones (server-side timings, KV-cache
     # bytes), keyed by their semconv attribute name: span attributes only, no column of their own.
-    attributes: dict[str, float | int | str] = Field(default_factory=dict)
+    attributes: dict[str, bool | float | int | str | tuple[str, ...]] = Field(default_factory=dict)

@@ -91,6 +91,21 @@ TAG_ATTRIBUTES: Final = {
 
 ERROR_TYPE: Final = "error.type"
 
+# Budgets (thinkmeter/budgets): the policy line that acted or would have acted ("task_classes.lookup.
+# max_reasoning_tokens", "tenants.acme.daily_usd"), its cap and the figure the call reached; what was
+# injected into the request ("max_completion_tokens=5120"); a stream closed mid-way (cut) or a call
+# refused before sending (rejected), or in observe mode what would have happened; the running cost
+# when the stream was (or would have been) cut.
+BUDGET_LINE: Final = "thinkmeter.budget.line"
+BUDGET_CAP: Final = "thinkmeter.budget.cap"
+BUDGET_REACHED: Final = "thinkmeter.budget.reached"
+BUDGET_INJECTED: Final = "thinkmeter.budget.injected"
+BUDGET_CUT: Final = "thinkmeter.budget.cut"
+BUDGET_WOULD_CUT: Final = "thinkmeter.budget.would_cut"
+BUDGET_REJECTED: Final = "thinkmeter.budget.rejected"
+BUDGET_WOULD_REJECT: Final = "thinkmeter.budget.would_reject"
+BUDGET_CUT_COST_USD: Final = "thinkmeter.budget.cut_cost_usd"
+
 # True when the call ended on its output cap with no visible output: billed reasoning, no answer.
 ANSWER_LOST: Final = "thinkmeter.answer_lost"
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import openai
 from clickhouse_connect.driver.client import Client
@@ -56,14 +57,16 @@ def mixed_calls(count: int, seed: int, max_visible_tokens: int = 40) -> list[Cal
 
 
 @contextmanager
-def instrumented_client(settings: Settings, service: str) -> Iterator[openai.OpenAI]:
-    """An openai client on a fresh simulator, instrumented into the store under ServiceName `service`;
-    every span is in the store when the block ends."""
+def instrumented_client(settings: Settings, service: str, budgets: Path | None = None) -> Iterator[openai.OpenAI]:
+    """An openai client on a fresh simulator, instrumented into the store under ServiceName `service`
+    (under the budget policy file `budgets`, if given); every span is in the store when the block ends."""
     provider, processor = make_traced(settings, service)
     simulator: Simulator
     with start_simulator(time_scale=TIME_SCALE) as simulator:
         thinkmeter.uninstrument()
-        thinkmeter.instrument(tracer_provider=provider, exporter="none", providers={f"127.0.0.1:{simulator.port}": "openai"})
+        thinkmeter.instrument(
+            tracer_provider=provider, exporter="none", providers={f"127.0.0.1:{simulator.port}": "openai"}, budgets=budgets
+        )
         try:
             yield openai.OpenAI(base_url=simulator.base_url, api_key="test", max_retries=0)
         finally:
@@ -103,6 +106,22 @@ def _call(client: openai.OpenAI, call: Call) -> bool:
 def seed_calls(settings: Settings, service: str, calls: Iterable[Call]) -> int:
     with instrumented_client(settings, service) as client:
         return make_calls(client, calls)
+
+
+def seed_budget_actions(settings: Settings, service: str, tags: dict[str, str], policy_dir: Path) -> None:
+    """A runaway stream of `tags`' task class cut at its thinking time, and the same under observe mode
+    (it runs on, marked would_cut)."""
+    # A long think, but few tokens: the runaway-reasoning rule must not take it for an outlier.
+    runaway = Call(tags, Scenario(model="o4-mini", input_tokens=300, reasoning_tokens=500, visible_tokens=10,
+                                  prefill_s=0.1, thinking_s=240))  # fmt: skip
+    for mode in ("enforce", "observe"):
+        policy = policy_dir / f"budgets-{mode}.yaml"
+        policy.write_text(f"task_classes:\n  {tags['task_class']}: {{max_thinking_s: 0.05}}\nmode: {mode}\n")
+        with instrumented_client(settings, service, policy) as client:
+            try:
+                _call(client, runaway)
+            except thinkmeter.BudgetExceeded:
+                assert mode == "enforce"
 
 
 def seed_engine_metrics(client: Client, metrics_texts: Iterable[str], host: str) -> str:

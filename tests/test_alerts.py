@@ -34,7 +34,7 @@ from thinkmeter.alerts.rules import (
 from thinkmeter.schemas.grafana_sql import TimeRange, expand_alert_query
 
 from tests.engine_servers import vllm_metrics
-from tests.grafana_seed import Call, SeededTasks, seed_calls, seed_engine_metrics, seed_gpu_metrics, seed_tasks
+from tests.grafana_seed import Call, SeededTasks, seed_budget_actions, seed_calls, seed_engine_metrics, seed_gpu_metrics, seed_tasks
 from tests.nvml_stand_in import StandInGpu
 from thinkmeter.cli import main
 from thinkmeter.config import Settings
@@ -93,7 +93,7 @@ def client(store_settings: Settings) -> Iterator[Client]:
 
 
 @pytest.fixture(scope="module")
-def seeded(store_settings: Settings, client: Client) -> Iterator[Seeded]:
+def seeded(store_settings: Settings, client: Client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     """A task class of its own with 40 ordinary calls and one runaway, all by one tenant and user."""
     started = datetime.now(timezone.utc) - timedelta(seconds=1)
     suffix = uuid.uuid4().hex[:10]
@@ -111,6 +111,7 @@ def seeded(store_settings: Settings, client: Client) -> Iterator[Seeded]:
     answer_lost = Call(lost_tags, Scenario(model="o4-mini", input_tokens=300, reasoning_tokens=500, visible_tokens=0,
                                            finish_reason="length"), stream=False)
     assert seed_calls(store_settings, service, [*ordinary, runaway, answer_lost]) == 0
+    seed_budget_actions(store_settings, service, {**tags, "task_class": f"budget-{suffix}"}, tmp_path_factory.mktemp("budgets"))
     engine = seed_engine_metrics(client, [vllm_metrics(kv_usage=0.95, waiting=2, preemptions=1), vllm_metrics(kv_usage=0.98, waiting=6, preemptions=4)], f"host-{suffix}")
     gpu_host = f"gpu-host-{suffix}"
     seed_gpu_metrics(client, gpu_host, 2, [StandInGpu(uuid=f"GPU-{suffix}", memory=(80 * 2**30, 79 * 2**30))])

@@ -55,6 +55,14 @@ RECORD = CallRecord(
     reasoning_cost_usd=0.0625,
     cost_source="reported",
     error_type="TimeoutError",
+    attributes={
+        sc.BUDGET_LINE: "task_classes.lookup.max_reasoning_tokens",
+        sc.BUDGET_CAP: 1024,
+        sc.BUDGET_REACHED: 1100,
+        sc.BUDGET_INJECTED: ("max_tokens=5120", "reasoning_effort=low"),
+        sc.BUDGET_CUT: True,
+        sc.BUDGET_CUT_COST_USD: 0.03125,
+    },
 )
 ENGINE_CONTEXT = {
     sc.ENGINE_KV_CACHE_USAGE: 0.75,
@@ -101,6 +109,13 @@ EXPECTED_COLUMNS: dict[str, Any] = {
     "engine_requests_waiting": 2,
     "gpu_utilization": 0.5,
     "gpu_memory_used_bytes": 7 * 2**30,
+    "budget_line": "task_classes.lookup.max_reasoning_tokens",
+    "budget_injected": ["max_tokens=5120", "reasoning_effort=low"],
+    "budget_cut": 1,
+    "budget_would_cut": 0,
+    "budget_rejected": 0,
+    "budget_would_reject": 0,
+    "budget_cut_cost_usd": 0.03125,
 }
 
 

@@ -41,6 +41,7 @@ from tests.engine_servers import vllm_metrics
 from tests.grafana_seed import (
     Call,
     mixed_calls,
+    seed_budget_actions,
     seed_calls,
     seed_engine_context_spans,
     seed_engine_metrics,
@@ -82,12 +83,13 @@ class Seeded:
 
 
 @pytest.fixture(scope="module")
-def seeded(store_settings: Settings, client: Client) -> Seeded:
+def seeded(store_settings: Settings, client: Client, tmp_path_factory: pytest.TempPathFactory) -> Seeded:
     suffix = uuid.uuid4().hex[:10]
     service, host = f"test-dash-{suffix}", f"gpu-host-{suffix}"
     tags = {"tenant": "acme", "user": "acme-u00", "feature": "search", "task_class": "lookup"}
     calls = [*mixed_calls(60, seed=11), Call(tags, RUNAWAY, stream=False), Call(tags, ANSWER_LOST, stream=False)]
     seed_calls(store_settings, service, calls)  # failed calls (the mix plays errors) are spans too
+    seed_budget_actions(store_settings, service, {**tags, "task_class": "budget-capped"}, tmp_path_factory.mktemp("budgets"))
     seed_engine_context_spans(store_settings, service, (0.15, 0.45, 0.62, 0.91, 0.97), reasoning_tokens=3_000)
     seed_tasks(store_settings, client, service, f"graded-{suffix}", tasks=5, baseline=False)
     server = seed_engine_metrics(

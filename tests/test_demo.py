@@ -22,7 +22,7 @@ def _thinkmeter(data_dir, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_demo_stores_what_the_simulator_sent(tmp_path):
-    demo = _thinkmeter(tmp_path, "demo", "--calls", "150", "--time-scale", "0.002", "--graded-per-budget", "4")
+    demo = _thinkmeter(tmp_path, "demo", "--calls", "150", "--time-scale", "0.002", "--graded-per-budget", "4", "--budget-calls", "60")
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "(tokens, cost): all match" in demo.stdout
     graded = re.search(r"(\d+) graded tasks \((\d+) calls: .*against the simulator's curves: all match", demo.stdout)
@@ -39,9 +39,15 @@ def test_demo_stores_what_the_simulator_sent(tmp_path):
     assert len(provider_lines) == len(PROVIDERS) and all(line.endswith(": all match") for line in provider_lines)
     assert "    ollama: " in next(line for line in provider_lines if "reasoning estimated" in line)
 
+    # The second pass, under a budget policy: its table has a row per task class and a total.
+    budgets = demo.stdout[demo.stdout.index("Budgets: 60 more calls") :]
+    total = next(line.split() for line in budgets.splitlines() if line.strip().startswith("total"))
+    assert total[1] == "60" and int(total[2]) > 0  # calls, calls that got caps injected
+    assert float(total[-1]) >= 0  # saved USD: never more spent than planned
+
     report = json.loads(_thinkmeter(tmp_path, "report", "--format", "json").stdout)
     totals = report["totals"]
-    assert totals["calls"] == 150 + graded_calls  # one row per call: no SDK's own spans counted twice
+    assert totals["calls"] == 150 + graded_calls + 60  # one row per call: no SDK's own spans counted twice
     assert {row["provider"] for row in report["by"]["provider"]} == {provider.name for provider in PROVIDERS}
     # Reasoning is a subset of output, and the demo's reasoning models spend most of it hidden.
     assert 0 < totals["total_reasoning_tokens"] < totals["total_output_tokens"]

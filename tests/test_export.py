@@ -18,7 +18,7 @@ from tests.conftest import TracedFactory, finish_span_emitter, make_traced, star
 from thinkmeter.config import Settings
 from thinkmeter.export import ClickHouseSpanProcessor, attribute_value, build_span_processor
 from thinkmeter.schemas import semconv as sc
-from thinkmeter.segments import ingest_segments, pending_segments
+from thinkmeter.segments import block_rows, ingest_segments, pending_segments
 from thinkmeter.store import store_session
 
 FULL_CALL = {
@@ -289,6 +289,26 @@ def test_full_queue_drops_and_counts_without_blocking(
         "SELECT count() FROM otel_traces WHERE ServiceName = {service:String}", parameters={"service": service_name}
     )
     assert spans.first_row[0] == 5
+
+
+def test_segments_beyond_the_bound_are_dropped_counted_and_logged_once(
+    tmp_path: Path, service_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing ingests this data dir (no serve): the segments directory fills up to its bound.
+    settings = Settings(data_dir=tmp_path, batch_size=10, flush_interval_s=3_600, segments_max_bytes=20_000)
+    provider, processor = make_traced(settings, service_name)
+    tracer = provider.get_tracer("thinkmeter")
+    with caplog.at_level(logging.WARNING, logger="thinkmeter.export"):
+        for round_ in range(20):
+            for _ in range(10):
+                with tracer.start_as_current_span("chat m") as span:
+                    span.set_attributes(FULL_CALL)
+            processor.force_flush(10_000)
+        provider.shutdown()
+    kept = sum(block_rows(path.read_bytes()) for path in pending_segments(settings.segments_dir))
+    assert processor.dropped_spans > 0 and kept + processor.dropped_spans == 200
+    assert sum(path.stat().st_size for path in pending_segments(settings.segments_dir)) <= 20_000
+    assert [r.getMessage() for r in caplog.records if "is full" in r.getMessage()] == [caplog.records[0].getMessage()]
 
 
 def test_unreachable_server_keeps_spans_as_segments(

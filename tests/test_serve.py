@@ -23,6 +23,7 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from tests.conftest import finish_span_emitter, start_span_emitter
+from tests.engine_servers import EngineServer, vllm_metrics
 from thinkmeter.config import Settings
 from thinkmeter.segments import SEGMENT_SUFFIX, kept_segments, pending_segments
 from thinkmeter.serve.discovery import FILE_NAME, PASSWORD_ENV, ServeAddress, find_serve
@@ -184,6 +185,35 @@ def test_application_exit_without_flush_stores_everything_silently(serve: ServeP
     assert (done.returncode, done.stderr) == (0, "")
     count = wait_for_count(serve.client(), f"SELECT count() FROM llm_calls WHERE ServiceName = '{service_name}'", 75)
     assert count == 75
+
+
+def test_demo_writes_like_an_application_and_reads_through_serve(serve: ServeProcess) -> None:
+    env = {**os.environ, "THINKMETER_DATA_DIR": str(serve.data_dir)}
+    demo = subprocess.run(
+        [sys.executable, "-m", "thinkmeter", "demo", "--calls", "80", "--time-scale", "0.002"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "(tokens, cost): all match" in demo.stdout and "80 spans stored" in demo.stdout
+
+
+def test_serve_runs_the_collectors_and_the_alert_evaluator(tmp_path: Path) -> None:
+    engine = EngineServer().start()
+    engine.serve("/metrics", vllm_metrics(kv_usage=0.97, waiting=1, preemptions=0))
+    serve = ServeProcess(tmp_path, "--engine", engine.url, "--collect-interval", "0.3", "--alerts", "--alerts-interval", "0.5")
+    try:
+        client = serve.client()
+        assert wait_for_count(client, "SELECT count() FROM otel_metrics_gauge WHERE ServiceName = 'thinkmeter-collector'", 1) > 0
+        engine.serve("/metrics", vllm_metrics(kv_usage=0.99, waiting=8, preemptions=3))  # the queue grows
+        fired = wait_for_count(
+            client, "SELECT count() FROM thinkmeter_alert_events WHERE rule_uid = 'thinkmeter-kv-cache-saturation'", 1
+        )
+    finally:
+        returncode, err = serve.terminate()
+        engine.stop()
+    assert fired >= 1, err
+    assert returncode == 0, err
+    assert "FIRING   thinkmeter-kv-cache-saturation" in err
 
 
 # ------------------------------------------------------------------------------------------ passwords

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from thinkmeter._version import __version__
+from thinkmeter.budgets import BudgetExceeded
 from thinkmeter.instrumentation._tags import tags
 from thinkmeter.instrumentation._task import record_outcome, task
 
-__all__ = ["instrument", "uninstrument", "flush", "tags", "task", "record_outcome", "__version__"]
+__all__ = ["instrument", "uninstrument", "flush", "tags", "task", "record_outcome", "BudgetExceeded", "__version__"]
 
 logger = logging.getLogger("thinkmeter")
 
@@ -58,6 +59,7 @@ def instrument(
     batch_size: int | None = None,
     flush_interval_s: float | None = None,
     segments_max_bytes: int | None = None,
+    budgets: str | Path | None = None,
 ) -> list[str]:
     """Trace every call of the installed LLM SDKs; returns the SDKs it patched.
 
@@ -76,6 +78,9 @@ def instrument(
     `queue_size` (pending spans before new ones are dropped and counted), `batch_size` (spans per
     insert), `flush_interval_s` and `segments_max_bytes` (rows waiting for `thinkmeter serve` before new
     ones are dropped and counted) tune the background export.
+    `budgets` (THINKMETER_BUDGETS) is a budget policy file: caps per task class injected as each
+    provider's own knobs, streams cut off past them, tenants refused past their window, raising
+    `thinkmeter.BudgetExceeded` (or, with `mode: observe`, only recorded).
     An unknown keyword raises TypeError, as in any Python call; a bad value or environment setting is
     logged and leaves the application running untraced.
     """
@@ -103,6 +108,7 @@ def instrument(
                 batch_size=batch_size,
                 flush_interval_s=flush_interval_s,
                 segments_max_bytes=segments_max_bytes,
+                budgets=Path(budgets) if budgets is not None else None,
             )
         except Exception as error:
             # A configuration mistake must not take the application down: say it once, run untraced.
@@ -132,6 +138,7 @@ def _instrument_locked(
 
     settings = Settings.from_env(**options)
     prices = PriceTable.load(settings.price_file)  # a bad price file stops here, before anything is set up
+    budgets = _budgets(settings, prices)  # and so does a bad budget policy
     collect = None
     if collect_gpu is not None or engines is not None or any(name.startswith("THINKMETER_COLLECT_") for name in os.environ):
         from thinkmeter.collectors.config import CollectConfig
@@ -169,13 +176,30 @@ def _instrument_locked(
         atexit.register(_state.collectors.stop)
         # Calls to the watched engines carry the pressure these collectors last saw.
         request_context = engine_context_attributes
-    telemetry = Telemetry(tracer_provider, meter_provider, prices, capture_content=content, request_context=request_context)
+    telemetry = Telemetry(
+        tracer_provider, meter_provider, prices, capture_content=content, request_context=request_context, budgets=budgets
+    )
     use_tracer(telemetry.tracer)  # task and outcome spans
     patcher = Patcher()
     _state.instrumented = instrument_installed(patcher, telemetry, EndpointResolver(settings.providers))
     _state.patcher = patcher
     _state.telemetry = telemetry
     return list(_state.instrumented)
+
+
+def _budgets(settings: Any, prices: Any) -> Any:
+    """The runtime of the budget policy file, if one is set; a bad file stops instrument() here."""
+    if settings.budgets is None:
+        return None
+    from thinkmeter.budgets.policy import load_policy
+    from thinkmeter.budgets.windows import TenantWindows
+    from thinkmeter.instrumentation._budget import Budgets
+
+    loaded = load_policy(settings.budgets)
+    policy = loaded.policy
+    windows = TenantWindows(settings.data_dir, policy.tenant_window_s) if policy.tenants else None
+    logger.info("thinkmeter: budget policy %s in %s mode", loaded.path, policy.mode)
+    return Budgets(loaded, windows, prices)
 
 
 def uninstrument() -> None:

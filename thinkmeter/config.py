@@ -58,6 +58,8 @@ class Settings(BaseModel):
     redact: Callable[[str], str] | None = None
     # "host" or "host:port" of a client's base URL -> provider name (e.g. a self-hosted "vllm").
     providers: dict[str, str] = Field(default_factory=dict)
+    # A budget policy file (YAML or JSON; thinkmeter/budgets/policy.py).
+    budgets: Path | None = None
 
     @field_validator("clickhouse_url")
     @classmethod
@@ -98,6 +100,8 @@ class Settings(BaseModel):
             values["data_dir"] = Path(env["THINKMETER_DATA_DIR"])
         if "THINKMETER_PRICE_FILE" in env:
             values["price_file"] = Path(env["THINKMETER_PRICE_FILE"])
+        if env.get("THINKMETER_BUDGETS", "").strip():
+            values["budgets"] = Path(env["THINKMETER_BUDGETS"].strip())
         capture = _env_flag("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
         if capture is not None:
             values["capture_content"] = capture

@@ -1,8 +1,12 @@
 """The demo: a simulated reasoning workload from a mixed fleet, through the real SDKs, instrumented, into the store.
 
 Calls go to OpenAI (chat and responses), Anthropic, Gemini, a vLLM server and Ollama, each played by a
-loopback simulator that knows every call's ground truth. After the run the demo checks what the store
-holds against what was sent, per provider, then prints the report.
+loopback simulator that knows every call's ground truth. The calls run in an application process of
+their own that does what a real application does: `thinkmeter.instrument()`, SDK calls, and an exit
+without flush() (its spans become segments; it never opens the store). The demo then reads the way a
+user does, through `thinkmeter serve` when it runs for the data dir and else by opening the store
+(after ingesting the segments), checks what the store holds against what was sent, per provider, and
+prints the report.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ PROMPT = "Work through task #{index} and answer briefly."  # the number ties the
 _CALL_NUMBER = re.compile(r"task #(\d+)")
 ANTHROPIC_MAX_TOKENS = 16_000  # the SDK refuses non-streamed calls that may run past 10 minutes
 OLLAMA_NUM_PREDICT = 8_192  # a local model's usual output budget; keeps runaway thinking bounded
+STORED_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,7 @@ class SimulatorProcess:
 
 
 class Fleet:
-    """One simulator per kind of endpoint and the SDK clients that call them.
+    """One simulator per kind of endpoint, each in a process of its own.
 
     Provider names follow the address a client calls, so the OpenAI server, the vLLM server and Ollama
     each get a simulator of their own; Anthropic and Gemini share one that no mapping names, where their
@@ -174,32 +179,36 @@ class Fleet:
         """The `providers=` mapping for thinkmeter.instrument()."""
         return {f"127.0.0.1:{self.simulators[name].port}": name for name in ("openai", "vllm", "ollama")}
 
-    def clients(self) -> dict[str, Any]:
-        import anthropic
-        import openai
-        from google import genai
-        from google.genai import types
-
-        native = self.simulators["native"].url
-        return {
-            "openai": openai.OpenAI(base_url=self.simulators["openai"].base_url, api_key="demo", max_retries=0),
-            "vllm": openai.OpenAI(base_url=self.simulators["vllm"].base_url, api_key="demo", max_retries=0),
-            "anthropic": anthropic.Anthropic(base_url=native, api_key="demo", max_retries=0),
-            "gcp.gemini": genai.Client(api_key="demo", http_options=types.HttpOptions(base_url=native)),
-        }
+    @property
+    def urls(self) -> dict[str, str]:
+        return {name: simulator.url for name, simulator in self.simulators.items()}
 
     def stop(self) -> list[Reply]:
         return [reply for simulator in self.simulators.values() for reply in simulator.stop()]
 
 
-def _call(fleet: Fleet, clients: dict[str, Any], call: Planned) -> Exception | None:
+def _clients(urls: dict[str, str]) -> dict[str, Any]:
+    import anthropic
+    import openai
+    from google import genai
+    from google.genai import types
+
+    return {
+        "openai": openai.OpenAI(base_url=urls["openai"] + "/v1", api_key="demo", max_retries=0),
+        "vllm": openai.OpenAI(base_url=urls["vllm"] + "/v1", api_key="demo", max_retries=0),
+        "anthropic": anthropic.Anthropic(base_url=urls["native"], api_key="demo", max_retries=0),
+        "gcp.gemini": genai.Client(api_key="demo", http_options=types.HttpOptions(base_url=urls["native"])),
+    }
+
+
+def _call(urls: dict[str, str], clients: dict[str, Any], call: Planned) -> str | None:
     """Make one call, a stream read to its end; returns what it raised, if anything."""
     try:
         with thinkmeter.tags(**call.tags, session=_session(call.index)):
-            _request(fleet, clients, call)
+            _request(urls, clients, call)
         return None
     except Exception as exc:  # the simulator plays rate limits, server errors and dropped connections
-        return exc
+        return repr(exc)
 
 
 def _drain(reply: Any, stream: bool) -> None:
@@ -208,7 +217,7 @@ def _drain(reply: Any, stream: bool) -> None:
             pass
 
 
-def _request(fleet: Fleet, clients: dict[str, Any], call: Planned) -> None:
+def _request(urls: dict[str, str], clients: dict[str, Any], call: Planned) -> None:
     headers = call.scenario.headers()
     model = call.scenario.model or "o4-mini"
     messages = [{"role": "user", "content": call.prompt}]
@@ -244,7 +253,7 @@ def _request(fleet: Fleet, clients: dict[str, Any], call: Planned) -> None:
         import ollama
 
         # The scenario travels in a header, and the ollama client takes headers per client only.
-        client = ollama.Client(host=fleet.simulators["ollama"].url, headers=headers)
+        client = ollama.Client(host=urls["ollama"], headers=headers)
         try:
             options = {"num_predict": OLLAMA_NUM_PREDICT}
             _drain(client.chat(model=model, messages=messages, think=True, stream=call.stream, options=options), call.stream)
@@ -283,40 +292,81 @@ class Progress:
 
 
 def run(settings: Settings, calls: int, concurrency: int, time_scale: float, seed: int, graded_per_budget: int = 0) -> DemoResult:
-    """The mixed workload, then (graded_per_budget > 0) the graded tasks of demo_tasks."""
+    """The mixed workload, then (graded_per_budget > 0) the graded tasks of demo_tasks, both in an
+    application process of their own; then the checks, reading as a user does."""
     planned = plan(calls, seed)
     fleet = Fleet(time_scale)
-    thinkmeter.instrument(
-        exporter="clickhouse",
-        clickhouse_url=settings.clickhouse_url,
-        data_dir=settings.data_dir,
-        providers=fleet.providers,
-    )
-    clients = fleet.clients()
-    progress = Progress(calls)
     started = time.monotonic()
+    errors, graded = run_application(settings, fleet, planned, concurrency, graded_per_budget, seed)
+    result = DemoResult(calls=calls, failed_calls=sum(e is not None for e in errors), seconds=time.monotonic() - started)
+    for call, error in zip(planned, errors, strict=True):
+        if error is not None and call.scenario.error_status is None and call.scenario.disconnect_after_visible is None:
+            result.mismatches.append(f"call {call.index} ({call.provider}) failed unplanned: {error}")
+    result.graded = graded
+    replies = fleet.stop()
+    wait_until_stored(settings)
+    result.window_s = int(time.monotonic() - started) + 60
+    verify(settings, planned, replies, result)
+    return result
 
-    def one(call: Planned) -> Exception | None:
-        error = _call(fleet, clients, call)
+
+def run_application(
+    settings: Settings, fleet: Fleet, planned: list[Planned], concurrency: int, graded_per_budget: int, seed: int
+) -> tuple[list[str | None], GradedResult | None]:
+    """Run the calls in an application process of their own: what each call raised, and the graded tasks."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    application = context.Process(
+        target=_application,
+        args=(settings, fleet.urls, fleet.providers, planned, concurrency, graded_per_budget, seed, send),
+    )
+    application.start()
+    send.close()
+    errors, graded = receive.recv()
+    application.join(timeout=120)
+    if application.exitcode != 0:
+        raise RuntimeError(f"the demo's application process failed (exit code {application.exitcode})")
+    return errors, graded
+
+
+def _application(
+    settings: Settings, urls: dict[str, str], providers: dict[str, str], planned: list[Planned], concurrency: int,
+    graded_per_budget: int, seed: int, send: Any,
+) -> None:
+    """What an instrumented application does: instrument, call, and exit (no flush: atexit writes the rest)."""
+    thinkmeter.instrument(
+        exporter="clickhouse", clickhouse_url=settings.clickhouse_url, data_dir=settings.data_dir, providers=providers
+    )
+    clients = _clients(urls)
+    progress = Progress(len(planned))
+
+    def one(call: Planned) -> str | None:
+        error = _call(urls, clients, call)
         progress.step()
         return error
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         errors = list(pool.map(one, planned))
-    result = DemoResult(calls=calls, failed_calls=sum(e is not None for e in errors), seconds=time.monotonic() - started)
-    for call, error in zip(planned, errors, strict=True):
-        if error is not None and call.scenario.error_status is None and call.scenario.disconnect_after_visible is None:
-            result.mismatches.append(f"call {call.index} ({call.provider}) failed unplanned: {error!r}")
+    graded = None
     if graded_per_budget > 0:
-        result.graded = demo_tasks.run(
-            settings, clients, fleet.simulators["openai"].base_url, fleet.providers, graded_per_budget, concurrency, seed,
+        graded = demo_tasks.run(
+            settings, clients, urls["openai"] + "/v1", providers, graded_per_budget, concurrency, seed,
             prefix=f"demo-{uuid.uuid4().hex[:6]}", progress=Progress(len(demo_tasks.plan(graded_per_budget, seed, "")), "graded tasks").step,
         )  # fmt: skip
-    replies = fleet.stop()
-    thinkmeter.flush(timeout_s=60)
-    result.window_s = int(time.monotonic() - started) + 60
-    verify(settings, planned, replies, result)
-    return result
+    send.send((errors, graded))
+
+
+def wait_until_stored(settings: Settings) -> None:
+    """Through `thinkmeter serve`, the application's last segments are stored within a second or two:
+    wait until none is left (without serve, the reader ingests them itself)."""
+    from thinkmeter.segments import kept_segments
+    from thinkmeter.serve.discovery import find_serve
+
+    if settings.clickhouse_url or find_serve(settings.data_dir) is None:
+        return
+    deadline = time.monotonic() + STORED_WAIT_S
+    while kept_segments(settings.segments_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _call_index(reply: Reply) -> int | None:

@@ -85,6 +85,44 @@ LIMIT {limit:UInt32}
 """
 
 
+# Budget actions by policy line. What a cut saves cannot be seen once a stream is cut (the rest was never
+# generated), so it is estimated from the same line's observe-mode calls of the trailing 7 days, which
+# ran to the end: their cost minus their running cost at the point of the cut (NULL without any). A
+# refused call is estimated at the mean cost of its tenant's calls that went through in the window.
+# (The joined figures are Nullable, so a line or tenant without any joins as NULL, not 0.)
+_BUDGETS = """
+WITH observed AS (
+    SELECT budget_line, CAST(avg(cost_usd - budget_cut_cost_usd) AS Nullable(Float64)) AS saved_per_cut
+    FROM llm_calls WHERE Timestamp >= now64(9) - toIntervalDay(7) AND budget_would_cut AND budget_cut_cost_usd IS NOT NULL
+    GROUP BY budget_line
+),
+tenant_calls AS (
+    SELECT tenant, CAST(avg(cost_usd) AS Nullable(Float64)) AS cost_per_call FROM llm_calls WHERE {window} AND NOT budget_rejected GROUP BY tenant
+)
+SELECT
+    c.budget_line AS line,
+    countIf(c.budget_cut) AS cuts,
+    countIf(c.budget_would_cut) AS would_cut,
+    countIf(c.budget_rejected) AS rejected,
+    countIf(c.budget_would_reject) AS would_reject,
+    sumIf(c.reasoning_tokens, c.budget_cut) AS reasoning_tokens_at_cuts,
+    round(sumIf(c.cost_usd, c.budget_cut), 6) AS cost_of_cut_calls_usd,
+    round(sumIf(c.cost_usd - c.budget_cut_cost_usd, c.budget_would_cut), 6) AS would_save_usd,
+    round(
+        if(cuts = 0, 0, cuts * any(observed.saved_per_cut)) + if(rejected = 0, 0, sumIf(tenant_calls.cost_per_call, c.budget_rejected)), 6
+    ) AS est_saved_usd
+FROM llm_calls AS c
+LEFT JOIN observed ON c.budget_line = observed.budget_line
+LEFT JOIN tenant_calls ON c.tenant = tenant_calls.tenant
+WHERE {window} AND c.budget_line != ''
+GROUP BY line ORDER BY cuts + rejected DESC, would_cut + would_reject DESC, line
+"""
+
+_INJECTED = """
+SELECT countIf(notEmpty(budget_injected)) AS calls_with_injected_caps FROM llm_calls WHERE {window}
+"""
+
+
 def _rows(client: Any, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
     result = client.query(sql.replace("{window}", WINDOW), parameters=parameters)
     return [dict(zip(result.column_names, row)) for row in result.result_rows]
@@ -97,7 +135,15 @@ def spend_report(client: Any, window_s: int) -> dict[str, Any]:
     report["by"] = {column: _rows(client, _BY.replace("{column}", column), params) for column in GROUPINGS}
     report["latency"] = _rows(client, _LATENCY, params)
     report["answer_lost"] = _rows(client, _ANSWER_LOST, params)
+    report["budgets"] = budget_report(client, window_s)
     return report
+
+
+def budget_report(client: Any, window_s: int) -> dict[str, Any]:
+    """Calls that had caps injected, and per policy line the cuts and refusals (and, in observe mode,
+    what would have been) with what they cost and saved."""
+    params = {"window_s": window_s}
+    return {**_rows(client, _INJECTED, params)[0], "by_line": _rows(client, _BUDGETS, params)}
 
 
 def outliers(client: Any, window_s: int, k: float = 2.0, quantile: float = 0.95, limit: int = 50) -> list[dict[str, Any]]:

@@ -11,6 +11,8 @@ Writers (`SegmentWriter`) never lock anything and never wait: each file is writt
 name and renamed into place, so a reader only ever sees whole segments, any number of processes
 (gunicorn/uvicorn workers, forked children) can write at once, and the directory is bounded in bytes
 (a segment that would not fit is refused with SegmentWriteError; the caller counts and drops it).
+The exporter writes one segment per batch, so segments rotate by size (batch_size spans) and by time
+(flush_interval_s).
 
 `ingest_segments` moves pending segments into the store in large batches, idempotently: a batch is
 first claimed by renaming its segments into `.claimed/<table>.<batch id>/`, then inserted with
@@ -31,6 +33,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import accumulate
@@ -153,6 +156,12 @@ class SegmentWriter:
         self._mutex = threading.Lock()
         self._size = 0
         self._sized_at = float("-inf")
+        _writers.add(self)
+
+    def forget_after_fork(self) -> None:
+        # The parent's export thread may have held the mutex at the fork: the child starts afresh.
+        self._mutex = threading.Lock()
+        self._sized_at = float("-inf")
 
     def write(self, table: str, block: bytes, segment_id: str | None = None) -> Path:
         """Persist one Native block for `table`; only whole files ever carry the segment suffix."""
@@ -203,6 +212,10 @@ class SegmentWriter:
                 return False
             self._size += size
             return True
+
+
+_writers: weakref.WeakSet[SegmentWriter] = weakref.WeakSet()
+os.register_at_fork(after_in_child=lambda: [writer.forget_after_fork() for writer in list(_writers)])
 
 
 def directory_bytes(directory: Path) -> int:
@@ -381,14 +394,17 @@ def _remove_stale_tmp_files(directory: Path) -> None:
 # ------------------------------------------------------------------------------ otel_traces, in Python
 #
 # The application's export thread encodes its otel_traces blocks itself: the code below is the whole
-# of it, so an application never imports clickhouse-connect (20 MB, 0.5 s of start-up). LowCardinality
-# columns are declared as plain String: ClickHouse converts them on insert.
+# of it, so an application never imports clickhouse-connect (20 MB, 0.5 s of start-up). The layout is
+# clickhouse-connect's (and ClickHouse's): LowCardinality columns carry a version prefix before any
+# data, then per block a fresh dictionary (flags, keys) and one index per row.
 
-_TRACE_BLOCK_TYPES = {"LowCardinality(String)": "String", "Map(LowCardinality(String), String)": "Map(String, String)"}
 _PREFIXES = [bytes((length,)) for length in range(128)]
 _STRINGS: dict[str, bytes] = {}  # length-prefixed UTF-8 of short texts that repeat (keys, models, sources)
 _STRINGS_MAX = 16_384
 _LITTLE_ENDIAN = sys.byteorder == "little"
+_LOW_CARDINALITY_VERSION = (1).to_bytes(8, "little")
+_NEW_DICTIONARY = (1 << 9) | (1 << 10)  # additional keys + dictionary in this block
+_INDEX_CODES = ((0xFF, "B", 0), (0xFFFF, "H", 1), (0xFFFFFFFF, "I", 2), (1 << 64, "Q", 3))
 
 
 def trace_block(columns: Mapping[str, Sequence[Any]]) -> bytes:
@@ -398,17 +414,12 @@ def trace_block(columns: Mapping[str, Sequence[Any]]) -> bytes:
     _leb128(len(TRACE_COLUMNS), out)
     _leb128(rows, out)
     for name, type_name in TRACE_COLUMNS:
-        declared = _declared(type_name)
         _string(name, out)
-        _string(declared, out)
-        _COLUMN_WRITERS[declared](columns[name], out)
+        _string(type_name, out)
+        if "LowCardinality(" in type_name:
+            out += _LOW_CARDINALITY_VERSION
+        _COLUMN_WRITERS[type_name](columns[name], out)
     return bytes(out)
-
-
-def _declared(type_name: str) -> str:
-    if type_name.startswith("Array("):
-        return f"Array({_declared(type_name[6:-1])})"
-    return _TRACE_BLOCK_TYPES.get(type_name, type_name)
 
 
 def _leb128(value: int, out: bytearray) -> None:
@@ -425,47 +436,63 @@ def _string(value: str, out: bytearray) -> None:
 
 
 def _strings(values: Sequence[Any], out: bytearray) -> None:
-    cache, prefixes, parts = _STRINGS, _PREFIXES, []
-    append = parts.append
-    for value in values:
-        encoded = cache.get(value)
-        if encoded is None:
-            # backslashreplace: an unpaired surrogate (text no UTF-8 can hold) becomes a \udcff escape.
-            raw = (value if type(value) is str else str(value)).encode("utf-8", "backslashreplace")
-            size = len(raw)
-            if size < 128:
-                encoded = prefixes[size] + raw
-                if size <= 48 and len(cache) < _STRINGS_MAX:
-                    cache[value] = encoded
-            else:
-                length = bytearray()
-                _leb128(size, length)
-                encoded = bytes(length) + raw
-        append(encoded)
-    out += b"".join(parts)
+    encoded = list(map(_STRINGS.get, values))  # most texts repeat: one C-level pass finds them
+    if None in encoded:
+        for position, found in enumerate(encoded):
+            if found is None:
+                encoded[position] = _encoded(values[position])
+    out += b"".join(encoded)
 
 
-def _fixed(code: str) -> Callable[[Sequence[int], bytearray], None]:
-    def write(values: Sequence[int], out: bytearray) -> None:
-        packed = array(code, values)
-        if not _LITTLE_ENDIAN:
-            packed.byteswap()
-        out += packed.tobytes()
+def _encoded(value: Any) -> bytes:
+    # backslashreplace: an unpaired surrogate (text no UTF-8 can hold) becomes a \udcff escape.
+    raw = (value if type(value) is str else str(value)).encode("utf-8", "backslashreplace")
+    size = len(raw)
+    if size >= 128:
+        length = bytearray()
+        _leb128(size, length)
+        return bytes(length) + raw
+    encoded = _PREFIXES[size] + raw
+    if size <= 48 and len(_STRINGS) < _STRINGS_MAX:
+        _STRINGS[value] = encoded
+    return encoded
 
-    return write
+
+def _packed(code: str, values: Sequence[int], out: bytearray) -> None:
+    packed = array(code, values)
+    if not _LITTLE_ENDIAN:
+        packed.byteswap()
+    out += packed.tobytes()
 
 
-_int64s = _fixed("q")
-_uint64s = _fixed("Q")
+def _int64s(values: Sequence[int], out: bytearray) -> None:
+    _packed("q", values, out)
+
+
+def _uint64s(values: Sequence[int], out: bytearray) -> None:
+    _packed("Q", values, out)
+
+
+def _low_cardinality_strings(values: Sequence[str], out: bytearray) -> None:
+    if not values:
+        return
+    keys = list(dict.fromkeys(values))
+    positions = {key: position for position, key in enumerate(keys)}
+    indexes = list(map(positions.__getitem__, values))
+    _, code, index_type = next(entry for entry in _INDEX_CODES if len(keys) <= entry[0])
+    _uint64s([_NEW_DICTIONARY | index_type, len(keys)], out)
+    _strings(keys, out)
+    _uint64s([len(indexes)], out)
+    _packed(code, indexes, out)
 
 
 def _offsets(lengths: Iterable[int], out: bytearray) -> None:
     _uint64s(list(accumulate(lengths)), out)
 
 
-def _maps(values: Sequence[Mapping[str, str]], out: bytearray) -> None:
+def _attribute_maps(values: Sequence[Mapping[str, str]], out: bytearray) -> None:
     _offsets(map(len, values), out)
-    _strings([key for mapping in values for key in mapping], out)
+    _low_cardinality_strings([key for mapping in values for key in mapping], out)
     _strings([value for mapping in values for value in mapping.values()], out)
 
 
@@ -481,6 +508,7 @@ _COLUMN_WRITERS: dict[str, Callable[[Sequence[Any], bytearray], None]] = {
     "DateTime64(9)": _int64s,
     "UInt64": _uint64s,
     "String": _strings,
-    "Map(String, String)": _maps,
+    "LowCardinality(String)": _low_cardinality_strings,
+    "Map(LowCardinality(String), String)": _attribute_maps,
 }
 _COLUMN_WRITERS.update({f"Array({name})": _array_of(writer) for name, writer in list(_COLUMN_WRITERS.items())})

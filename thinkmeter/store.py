@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 _LOCK_POLL_S = 0.05
+_SERVE_RECHECK_S = 1.0
 
 
 class StoreBusy(TimeoutError):
@@ -432,17 +433,30 @@ def store_session(settings: Settings, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S)
         finally:
             client.close()
         return
-    serve_client = _serve_client(settings)
-    if serve_client is not None:
-        try:
-            yield serve_client
-        finally:
-            serve_client.close()
-        return
-    with embedded_store(settings, timeout_s) as client:
-        ensure_schema(client, settings)
-        ingest_pending(client, settings)
-        yield client
+    deadline = time.monotonic() + timeout_s
+    while True:
+        serve_client = _serve_client(settings)
+        if serve_client is not None:
+            try:
+                yield serve_client
+            finally:
+                serve_client.close()
+            return
+        with ExitStack() as stack:
+            # Wait in short slices: a serve that is starting holds the lock before it advertises itself.
+            wait_s = min(_SERVE_RECHECK_S, max(0.0, deadline - time.monotonic()))
+            try:
+                client = stack.enter_context(embedded_store(settings, wait_s))
+            except StoreNotInForkedChild:
+                raise
+            except StoreBusy as busy:
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(f"{busy} (gave up after {timeout_s:g}s)") from None
+                continue
+            ensure_schema(client, settings)
+            ingest_pending(client, settings)
+            yield client
+            return
 
 
 def ingest_pending(client: Client, settings: Settings) -> int:
@@ -460,9 +474,15 @@ def _serve_client(settings: Settings) -> Client | None:
     found = find_serve(settings.data_dir)
     if found is None:
         return None
+    from clickhouse_connect.driver.exceptions import OperationalError
+
     from thinkmeter.serve.client import ServeClient
 
-    return ServeClient(found, SegmentWriter(settings.segments_dir, settings.segments_max_bytes))
+    try:
+        return ServeClient(found, SegmentWriter(settings.segments_dir, settings.segments_max_bytes))
+    except OperationalError as exc:  # serve.json names a live pid that does not answer (a reused pid)
+        log.warning("thinkmeter: serve at %s (pid %d) does not answer (%s); opening the store", found.url, found.pid, exc)
+        return None
 
 
 def query_rows(settings: Settings, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import sys
 
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
-COMMANDS = ("demo", "report", "tasks", "serve", "schema", "collect", "alerts", "provision")
+COMMANDS = ("demo", "report", "tasks", "serve", "schema", "collect", "alerts", "provision", "budgets")
 
 
 def build_parser() -> argparse.ArgumentParser:

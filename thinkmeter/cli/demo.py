@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--graded-per-budget", type=integer(0, 100_000), default=20,
         help="graded tasks per thinking budget and class for the budget curve, 0 to 100000 (default 20; 0 skips the graded tasks)",
     )  # fmt: skip
+    parser.add_argument(
+        "--budget-calls", type=integer(0, 1_000_000), default=400,
+        help="calls of a second pass under a budget policy, 0 to 1000000 (default 400; 0 skips it)",
+    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -40,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     # anthropic 2.x traces its own calls; llm_calls would count those spans as second calls.
     os.environ.setdefault("ANTHROPIC_OPEN_TELEMETRY", "false")
     from thinkmeter import demo, reports
+    from thinkmeter.budgets.demo import format_budget_pass, run_budget_pass
     from thinkmeter.cli.report import format_report
     from thinkmeter.config import Settings
     from thinkmeter.store import store_label, store_session
@@ -66,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
             f" max {errors[-1] * 1000:.1f} ms over {len(errors)} streamed calls"
         )
     graded_mismatches = _graded(settings, result) if result.graded is not None else []
+    if args.budget_calls:
+        print()
+        budget_pass = run_budget_pass(settings, args.budget_calls, args.concurrency, args.time_scale, args.seed + 1)
+        print(format_budget_pass(budget_pass))
     with store_session(settings) as client:
         report = reports.spend_report(client, window_s=3600)
     print()

@@ -94,6 +94,13 @@ def format_report(report: dict[str, Any]) -> str:
         format_table(lost),
     ]
     lines += ["", "Latency of streamed calls: time to first token (ttft) vs first visible token (ttfvt)", format_table(report["latency"])]
+    budgets = report["budgets"]
+    lines += [
+        "",
+        f"Budgets: {budgets['calls_with_injected_caps']} calls had caps injected; cuts and refusals by policy line "
+        "(would_*: observe mode; est_saved_usd from observe-mode runs of the line)",
+        format_table(budgets["by_line"]),
+    ]
     return "\n".join(lines)
 
 

@@ -81,6 +81,14 @@ def run_apply(args: argparse.Namespace) -> int:
         finally:
             client.close()
     else:
+        from thinkmeter.serve.discovery import find_serve
+
+        running = find_serve(settings.data_dir)
+        if running is not None:
+            raise ValueError(
+                f"thinkmeter serve (pid {running.pid}) owns this store and applied the schema when it started; "
+                "stop it to apply the schema by hand (e.g. --ttl-days), then start it again"
+            )
         with embedded_store(settings) as client:
             actions = apply_schema(client, None, args.database, args.ttl_days)
     for action in actions:

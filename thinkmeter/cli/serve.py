@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Ingests the segments applications write under the data dir (THINKMETER_DATA_DIR) in large batches, "
             "answers ClickHouse's HTTP interface read-only on --host/--port (for Grafana, clickhouse-connect, "
-            "`thinkmeter report`), optionally runs the collectors and the alert evaluator. Binding beyond loopback "
+            "`thinkmeter report`), publishes each tenant's spend for budget windows (<data_dir>/tenant-windows.json), "
+            "optionally runs the collectors and the alert evaluator. Binding beyond loopback "
             "needs a reader password in THINKMETER_SERVE_PASSWORD. SIGTERM: finishes the batch and exits 0."
         ),
     )
@@ -27,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--collect-interval", type=float, default=5.0, metavar="S", help="seconds between collector samples (default 5)")
     serve.add_argument("--alerts", action="store_true", help="evaluate the alert rules (thinkmeter alerts) inside serve")
     serve.add_argument("--alerts-interval", type=float, default=60.0, metavar="S", help="seconds between alert evaluations (default 60)")
+    serve.add_argument(
+        "--budgets", metavar="FILE", help="the budget policy (default THINKMETER_BUDGETS): its tenant_window sets the windows serve publishes"
+    )
     add_alert_options(serve)
     serve.set_defaults(func=run_serve)
 
@@ -51,7 +55,7 @@ def run_serve(args: argparse.Namespace) -> int:
         alert_settings=alert_settings,
         notifiers=notifiers,
     )
-    settings = Settings.from_env()
+    settings = Settings.from_env(budgets=args.budgets)
     if settings.clickhouse_url:
         raise ValueError("THINKMETER_CLICKHOUSE_URL is set: applications write to that server, there is no embedded store to serve")
     return Serve(settings, options).run()

@@ -68,6 +68,9 @@ class Serve:
             raise ValueError(f"thinkmeter serve already runs for {settings.data_dir} (pid {running.pid}, {running.url})")
         self.settings = settings
         self.options = options
+        from thinkmeter.budgets.windows import published_window_s
+
+        self.tenant_window_s = published_window_s(settings.budgets)  # a bad budget policy stops serve here
         self.scheduler = Scheduler()
         self.stop_event = threading.Event()
         self.ingested_rows = 0
@@ -121,6 +124,7 @@ class Serve:
     def add_jobs(self, client: Any) -> None:
         """serve's own periodic work; each job gets its own engine handle."""
         self.scheduler.add("ingest", self.options.ingest_interval_s, lambda: self._ingest(client), final=True)
+        self._add_tenant_windows()
         if self.options.engines or self.options.gpu:
             self._add_collectors()
         if self.options.alerts:
@@ -138,6 +142,19 @@ class Serve:
             self.ingested_rows += rows
             seconds = time.perf_counter() - started
             log.info("thinkmeter serve: ingested %d rows in %.3f s (%.0f rows/s)", rows, seconds, rows / max(seconds, 1e-9))
+
+    def _add_tenant_windows(self) -> None:
+        """Each tenant's spend and reasoning in the current budget window, for the applications to read
+        (thinkmeter/budgets/windows.py); the window length comes from the budget policy, if serve has one."""
+        from thinkmeter.budgets.windows import TenantWindowPublisher
+
+        job_client = self._job_client()
+        publisher = TenantWindowPublisher(
+            self.settings.data_dir,
+            self.tenant_window_s,
+            lambda sql, parameters: list(job_client.query(sql, parameters=parameters).named_results()),
+        )
+        self.scheduler.add(publisher.name, publisher.interval_s, publisher)
 
     def _add_collectors(self) -> None:
         from thinkmeter.collectors.gpu import GpuCollector

@@ -33,11 +33,14 @@ def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
 
 def _read(request: Request) -> Ask:
     body = request.json()
+    thinking = body.get("thinking") or {}
+    enabled = isinstance(thinking, dict) and thinking.get("type") == "enabled"
     return Ask(
         model=body.get("model"),
         prompt=[body.get("system"), body.get("messages")],
         stream=bool(body.get("stream")),
         max_output_tokens=optional_int(body, "max_tokens"),
+        thinking_budget=optional_int(thinking, "budget_tokens") if enabled else None,
     )
 
 

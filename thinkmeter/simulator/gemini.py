@@ -45,11 +45,14 @@ def _read(request: Request) -> Ask:
     if stream and request.query.get("alt") != "sse":
         raise BadRequest("the simulator streams server-sent events only: add ?alt=sse")
     body = request.json()
+    thinking = _config(request).get("thinkingConfig") or {}
+    budget = optional_int(thinking, "thinkingBudget", "thinking_budget") if isinstance(thinking, dict) else None
     return Ask(
         model=request.params["model"],
         prompt=[body.get("systemInstruction"), body.get("contents")],
         stream=stream,
         max_output_tokens=optional_int(_config(request), "maxOutputTokens"),
+        thinking_budget=budget if budget is not None and budget >= 0 else None,  # -1: dynamic
     )
 
 

@@ -73,6 +73,8 @@ class Ask:
     prompt: Any = None  # the JSON-able part of the request that seeds the default scenario
     stream: bool = False
     max_output_tokens: int | None = None
+    # A cap on thinking alone (Anthropic thinking.budget_tokens, Gemini thinkingConfig.thinkingBudget).
+    thinking_budget: int | None = None
     resume_id: str | None = None
 
 
@@ -89,6 +91,10 @@ class Reply:
     arrival_unix: float
     outcome: Literal["pending", "completed", "error", "disconnected", "client_closed"] = "pending"
     visible_sent: int = 0
+    # The request's JSON body as the server received it (what the client and its instrumentation sent).
+    request_body: dict[str, Any] = field(default_factory=dict)
+    # Wall seconds from arrival to when the server saw the client close the connection mid-reply.
+    client_closed_s: float | None = None
     # Measured on the server, wall seconds from arrival: when the bytes were handed to the socket.
     first_chunk_sent_s: float | None = None
     first_visible_sent_s: float | None = None

@@ -97,8 +97,13 @@ class Scenario(BaseModel):
     def reasoning_text_at(self, index: int) -> float:
         return self.prefill_s + self.thinking_s * index / self.reasoning_text_tokens
 
-    def capped(self, max_output_tokens: int | None) -> Scenario:
-        """The scenario as generated under an output budget: reasoning spends it first."""
+    def capped(self, max_output_tokens: int | None, thinking_budget: int | None = None) -> Scenario:
+        """The scenario as generated under an output budget (reasoning spends it first) and a thinking
+        budget (the model thinks at most that much, then answers)."""
+        if thinking_budget is not None and self.reasoning_tokens > thinking_budget:
+            scale = thinking_budget / self.reasoning_tokens
+            thought = self.model_copy(update={"reasoning_tokens": thinking_budget, "thinking_s": self.thinking_s * scale})
+            return thought.capped(max_output_tokens)
         if max_output_tokens is None or self.output_tokens <= max_output_tokens:
             return self
         reasoning = min(self.reasoning_tokens, max_output_tokens)

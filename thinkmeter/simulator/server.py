@@ -109,7 +109,7 @@ class Simulator:
                 except BadRequest as exc:
                     await self._send_error(writer, None, exc.status, str(exc), keep_alive=False)
                     break
-                if request is None or not await self._handle(request, writer):
+                if request is None or not await self._handle(request, reader, writer):
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away
@@ -145,7 +145,7 @@ class Simulator:
         path, _, query = target.partition("?")
         return Request(method, unquote(path), dict(parse_qsl(query)), headers, body, self.options)
 
-    async def _handle(self, request: Request, writer: asyncio.StreamWriter) -> bool:
+    async def _handle(self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Serve one request; False when the connection must not be reused."""
         arrival, arrival_unix = time.monotonic(), time.time()
         keep_alive = request.headers.get("connection", "").lower() != "close"
@@ -165,7 +165,7 @@ class Simulator:
         except BadRequest as exc:
             await self._send_error(writer, route, exc.status, str(exc), keep_alive=keep_alive)
             return keep_alive
-        return await self._play(writer, plan, reply, resumed=resumed) and keep_alive
+        return await self._play(reader, writer, plan, reply, resumed=resumed) and keep_alive
 
     def _resumable(self, route: Route, reply_id: str) -> Reply:
         reply = self._by_id.get(reply_id)
@@ -211,7 +211,8 @@ class Simulator:
         reply = Reply(
             id=f"{route.id_prefix}{self._id_stem}{next(self._counter):08x}",
             route=route.name,
-            scenario=scenario.capped(ask.max_output_tokens),
+            scenario=scenario.capped(ask.max_output_tokens, ask.thinking_budget),
+            request_body=request.json() if request.body else {},
             ask=ask,
             time_scale=self.time_scale,
             arrival=arrival,
@@ -221,13 +222,18 @@ class Simulator:
         self.replies.append(reply)
         return reply
 
-    async def _play(self, writer: asyncio.StreamWriter, plan: Plan, reply: Reply, *, resumed: bool) -> bool:
+    async def _play(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, plan: Plan, reply: Reply, *, resumed: bool
+    ) -> bool:
         """Send the plan against the reply's deadlines; False when the connection was dropped.
 
         A resumed stream only replays: it neither drops the connection nor touches the ground truth.
+        While a stream waits for its next chunk the server watches the connection, so a client that
+        closes it (a budget cut-off, an early break) is seen at once, as a provider sees it.
         """
         limit = None if resumed else reply.scenario.disconnect_after_visible
         request_id = reply.id
+        closed: asyncio.Future[bytes] | None = None
         try:
             if not plan.stream:
                 (emit,) = plan.emits
@@ -253,7 +259,11 @@ class Simulator:
                         pending.clear()
                         await writer.drain()
                     if delay > 0:
-                        await asyncio.sleep(delay)
+                        if closed is None:
+                            closed = asyncio.ensure_future(reader.read(1))
+                        done, _ = await asyncio.wait({closed}, timeout=delay)
+                        if done:
+                            raise ConnectionResetError("the client closed the stream")
                 if writer.is_closing():
                     raise ConnectionResetError("the client closed the stream")
                 if limit is not None and visible + emit.visible > limit:
@@ -274,7 +284,12 @@ class Simulator:
         except ConnectionError:
             if not resumed:
                 reply.outcome = "client_closed"
+                reply.client_closed_s = time.monotonic() - reply.arrival
             raise
+        finally:
+            if closed is not None:
+                closed.cancel()  # and wait for it: the connection's next request is read next
+                await asyncio.gather(closed, return_exceptions=True)
 
     async def _send_error(
         self, writer: asyncio.StreamWriter, route: Route | None, status: int, message: str, *, keep_alive: bool
