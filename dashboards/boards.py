@@ -330,7 +330,7 @@ def _class_percentiles() -> Query:
     quantilesTDigest{_Q}(reasoning_tokens) AS q, max(reasoning_tokens) AS top
 FROM llm_calls WHERE {RAW_WHERE} GROUP BY task_class"""
     rollup = daily(
-        f"""SELECT task_class, sum(calls) - sum(unknown_reasoning_calls) AS known,
+        f"""SELECT task_class, toUInt64(sum(calls) - sum(unknown_reasoning_calls)) AS known,
     quantilesTDigestMerge{_Q}(reasoning_tokens_q) AS q, NULL AS top""",
         " GROUP BY task_class",
     )
@@ -415,7 +415,7 @@ def _overthinking() -> Query:
     sum(reasoning_cost_usd) AS reasoning_spend, sumIf(cost_usd, reasoning_cost_usd IS NOT NULL) AS spend
 FROM llm_calls WHERE {RAW_WHERE} AND reasoning_tokens IS NOT NULL GROUP BY task_class, model"""
     rollup = daily(
-        f"""SELECT task_class, model, sum(calls) - sum(unknown_reasoning_calls) AS calls,
+        f"""SELECT task_class, model, toUInt64(sum(calls) - sum(unknown_reasoning_calls)) AS calls,
     quantilesTDigestMerge{_Q}(reasoning_tokens_q) AS reasoning_q, quantilesTDigestMerge{_Q}(visible_output_tokens_q) AS visible_q,
     sum(reasoning_tokens) AS reasoning, sum(reasoning_known_visible_tokens) AS visible,
     sum(reasoning_cost_usd) AS reasoning_spend, sum(reasoning_cost_known_cost_usd) AS spend""",
@@ -435,7 +435,7 @@ def _cost_tail() -> Query:
     raw = f"""SELECT task_class, countIf(cost_usd IS NOT NULL) AS priced, quantilesTDigest{_Q}(cost_usd) AS q
 FROM llm_calls WHERE {RAW_WHERE} GROUP BY task_class"""
     rollup = daily(
-        f"""SELECT task_class, sum(calls) - sum(unknown_cost_calls) AS priced,
+        f"""SELECT task_class, toUInt64(sum(calls) - sum(unknown_cost_calls)) AS priced,
     quantilesTDigestMerge{_Q}(cost_usd_q) AS q""",
         " GROUP BY task_class",
     )
@@ -658,6 +658,7 @@ def latency_dashboard(settings: AlertSettings) -> Dashboard:
                 description="Streamed calls; thinking = first visible token - first token.",
                 width=24,
                 unit="s",
+                overrides=(_unit("streamed_calls", "short"),),
             ),
             Panel("p95 time to first token and to first visible token", "timeseries", (_first_tokens_over_time(),), unit="s", thresholds=slo),
             Panel("p95 time to first visible token by task class", "timeseries", (_ttfvt_by_class(),), unit="s", thresholds=slo),

@@ -9,9 +9,11 @@ none; an existing password is kept (Grafana never returns it, so it cannot be co
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from grafana_client import GrafanaApi
@@ -25,22 +27,30 @@ from thinkmeter.alerts.grafana import (
 )
 from thinkmeter.alerts.rules import GROUP_INTERVALS_S, AlertSettings, build_rules
 from thinkmeter.dashboards.boards import dashboards
-from thinkmeter.dashboards.build import datasource_document
+from thinkmeter.dashboards.build import READER_USER, SERVE_PORT, datasource_document
 from thinkmeter.dashboards.model import DATASOURCE_UID, render
+from thinkmeter.serve.discovery import PASSWORD_ENV, find_serve
 
 COMMIT_MESSAGE = "thinkmeter provision"
 
 
 @dataclass(frozen=True)
 class ClickHouseTarget:
-    """Where Grafana reaches ClickHouse (from Grafana's point of view)."""
+    """Where Grafana reaches ClickHouse (from Grafana's point of view); by default `thinkmeter serve`."""
 
     host: str = "localhost"
-    port: int = 9000
-    protocol: str = "native"
-    username: str = "default"
+    port: int = SERVE_PORT
+    protocol: str = "http"
+    username: str = READER_USER
     password: str | None = None
     database: str = "default"
+
+
+def serve_target(data_dir: Path) -> ClickHouseTarget:
+    """`thinkmeter serve` for the data dir: the port it advertises (8123 when it is not running), HTTP, its
+    reader user and the reader password serve was given (THINKMETER_SERVE_PASSWORD), if any."""
+    running = find_serve(data_dir)
+    return ClickHouseTarget(port=running.port if running else SERVE_PORT, password=os.environ.get(PASSWORD_ENV) or None)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from thinkmeter.cli._options import integer, number, window
@@ -13,6 +15,8 @@ from thinkmeter.cli._options import integer, number, window
 def register(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser("report", help="spend, tokens, hidden-reasoning share and latency percentiles")
     _common(report)
+    report.add_argument("--html", type=Path, metavar="FILE",
+                        help="also write the built-in view's charts over the window as one self-contained HTML file")
     report.set_defaults(func=run_report)
     outliers = subparsers.add_parser("outliers", help="calls whose reasoning exceeds k x the p-quantile of their task class")
     _common(outliers)
@@ -34,8 +38,23 @@ def run_report(args: argparse.Namespace) -> int:
 
     with _client() as client:
         result = reports.spend_report(client, args.window)
+        if args.html:
+            _write_html(client, args.window, args.html)
     print(json.dumps(result, default=_json_default, indent=2) if args.format == "json" else format_report(result))
     return 0
+
+
+def _write_html(client: Any, window_s: int, path: Path) -> None:
+    from thinkmeter.config import Settings
+    from thinkmeter.store import store_label
+    from thinkmeter.ui.page import file_page
+    from thinkmeter.ui.view import time_range
+
+    end = datetime.now(timezone.utc)
+    page = file_page(lambda sql: list(client.query(sql).named_results()), time_range(start=end - timedelta(seconds=window_s), end=end),
+                     store_label(Settings.from_env()))
+    path.write_text(page, encoding="utf-8")
+    print(f"wrote {path} ({len(page) // 1024} KiB)", file=sys.stderr)
 
 
 def run_outliers(args: argparse.Namespace) -> int:

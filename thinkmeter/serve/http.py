@@ -197,6 +197,15 @@ def clickhouse_query(request: Request, context: ServeContext) -> Response:
         body = context.store.query(sql, fmt, query_params, params.get("database"), settings)
     except QueryError as exc:
         return clickhouse_error(exc.code, str(exc), version)
+    revision = params.get("client_protocol_version", "")
+    if fmt == "Native" and revision.isdigit() and int(revision) > 0:
+        # chDB writes revision-0 Native; a client naming its revision (clickhouse-go) reads blocks at it
+        from thinkmeter.clickhouse_native import UnsupportedType, at_revision
+
+        try:
+            body = at_revision(body, int(revision))
+        except UnsupportedType as exc:
+            return clickhouse_error(48, f"Code: 48. DB::Exception: {exc}. (NOT_IMPLEMENTED)", version)
     headers = {"X-ClickHouse-Format": fmt, "X-ClickHouse-Timezone": "UTC"}
     if "query_id" in params:
         headers["X-ClickHouse-Query-Id"] = params["query_id"]
@@ -243,6 +252,10 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY_BYTES:
             return clickhouse_error(202, "Code: 202. DB::Exception: Request body too large. (TOO_MANY_SIMULTANEOUS_QUERIES)", version)
         body = self.rfile.read(length) if length else b""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":  # the JS client streams its body
+            body = self._read_chunked()
+            if body is None:
+                return clickhouse_error(202, "Code: 202. DB::Exception: Request body too large. (TOO_MANY_SIMULTANEOUS_QUERIES)", version)
         if path in ("/", "/ping") and not params.get("query") and not body:
             return Response(200, b"Ok.\n")
         denied = self._check_password(params)
@@ -251,6 +264,21 @@ class _Handler(BaseHTTPRequestHandler):
         request = Request(self.command, path, params, {k: v for k, v in self.headers.items()}, body)
         handler = self.server.route_for(path)
         return handler(request, self.server.context)
+
+    def _read_chunked(self) -> bytes | None:
+        """A chunked request body (None past MAX_BODY_BYTES)."""
+        chunks, total = [], 0
+        while True:
+            size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                return None
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
 
     def _check_password(self, params: Mapping[str, str]) -> Response | None:
         expected = self.server.password

@@ -15,5 +15,7 @@ from thinkmeter.serve.http import RouteHandler
 
 
 def extra_routes() -> dict[str, RouteHandler]:
-    routes: dict[str, RouteHandler] = {}
+    from thinkmeter.ui.routes import serve_route
+
+    routes: dict[str, RouteHandler] = {"/ui": serve_route}
     return routes
