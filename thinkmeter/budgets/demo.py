@@ -60,7 +60,7 @@ class BudgetPass:
 
 
 def run_budget_pass(settings: Settings, calls: int, concurrency: int, time_scale: float, seed: int) -> BudgetPass:
-    from thinkmeter.demo import Fleet, _request, plan
+    from thinkmeter.demo import Fleet, _clients, _request, plan
 
     policy_path = settings.data_dir / "demo-budgets.yaml"
     policy_path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,13 +75,14 @@ def run_budget_pass(settings: Settings, calls: int, concurrency: int, time_scale
         providers=fleet.providers,
         budgets=policy_path,
     )
-    clients = fleet.clients()
+    urls = fleet.urls
+    clients = _clients(urls)
     result = BudgetPass(policy_path, calls)
 
     def one(call: Any) -> bool:
         try:
             with thinkmeter.tags(**call.tags, session=f"budgets-{call.index}"):
-                _request(fleet, clients, call)
+                _request(urls, clients, call)
         except thinkmeter.BudgetExceeded:
             return True
         except Exception:  # the simulator plays rate limits, server errors and dropped connections
