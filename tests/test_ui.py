@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 
 from tests.browser import chromium, console_errors, screenshot, wait_for
 from tests.engine_servers import vllm_metrics
-from tests.grafana_seed import Call, mixed_calls, seed_calls, seed_engine_metrics, seed_gpu_metrics
+from tests.grafana_seed import Call, mixed_calls, seed_calls, seed_engine_metrics, seed_gpu_metrics, seed_tasks
 from tests.nvml_stand_in import StandInGpu
 from tests.serve_in_process import serve_http
 from thinkmeter.cli import main
@@ -60,6 +60,7 @@ def seeded(store_settings: Settings, client: Client) -> Seeded:
         vllm_metrics(kv_usage=0.97, running=9, waiting=7, preemptions=5, generation_tokens=15_000, prefix_hits=900),
     ], host)
     seed_gpu_metrics(client, host, 3, [StandInGpu(uuid=f"GPU-{suffix}", memory=(80 * 2**30, 70 * 2**30))])
+    seed_tasks(store_settings, client, service, "math", baseline=False)  # graded tasks for the Tasks section
     calls = client.query("SELECT count() FROM llm_calls WHERE ServiceName = {s:String}", parameters={"s": service}).result_rows[0][0]
     runaway = client.query(
         "SELECT TraceId FROM llm_calls WHERE ServiceName = {s:String} ORDER BY reasoning_tokens DESC LIMIT 1", parameters={"s": service}

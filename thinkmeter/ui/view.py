@@ -39,6 +39,8 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("Engines and GPUs", "thinkmeter-engines",
      ("KV-cache usage vs running / waiting requests", "Preemptions", "GPU utilization", "GPU memory used / limit",
       "GPU power"), True),
+    ("Tasks", "thinkmeter-tasks",
+     ("Tasks by class", "Cost per solved task", "Accuracy by reasoning budget", "Best-of-N width vs accuracy"), True),
 )
 RANGES = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 DEFAULT_RANGE = "24h"
