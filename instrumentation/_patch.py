@@ -141,17 +141,21 @@ class Patcher:
         self._applied: list[tuple[Any, str, Any]] = []
         self._generation = 0  # bumped by unwrap_all, so import hooks of an undone patcher do nothing
 
-    def wrap_on_import(self, module_name: str, target: str, wrapper: Callable[..., Any]) -> None:
-        """Wrap once `module_name` is imported (at once if it already is): a heavy SDK (transformers
-        pulls in torch) is never imported by thinkmeter itself."""
+    def on_import(self, module_name: str, patch: Callable[[], None]) -> None:
+        """Run `patch` once `module_name` is imported (at once if it already is): thinkmeter never imports
+        an SDK itself, so an application pays only for the SDKs it uses (transformers pulls in torch)."""
         generation = self._generation
 
         @dont_throw  # runs inside the host's import statement
-        def on_import(_module: Any) -> None:
+        def hook(_module: Any) -> None:
             if generation == self._generation:
-                self.wrap(module_name, target, wrapper)
+                patch()
 
-        wrapt.register_post_import_hook(on_import, module_name)
+        wrapt.register_post_import_hook(hook, module_name)
+
+    def wrap_on_import(self, module_name: str, target: str, wrapper: Callable[..., Any]) -> None:
+        """Wrap one method once `module_name` is imported."""
+        self.on_import(module_name, lambda: self.wrap(module_name, target, wrapper))
 
     def wrap(self, module_name: str, target: str, wrapper: Callable[..., Any]) -> None:
         """Wrap one method; a method this SDK version lacks is skipped (older SDKs miss some)."""

@@ -7,6 +7,9 @@ call beta create() / stream() and are covered by them.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import Patcher, async_wrapper, sync_wrapper
 from thinkmeter.instrumentation._stainless import rebuild_cached_wrappers
@@ -24,9 +27,13 @@ def instrument(patcher: Patcher, telemetry: Telemetry, resolver: EndpointResolve
     surface = MessagesSurface(telemetry, resolver)
     stream = stream_manager_wrapper(surface)
     for module in (MESSAGES, BETA_MESSAGES, OLD_MESSAGES, OLD_BETA_MESSAGES):
-        for method in ("create", "parse"):
-            patcher.wrap(module, f"Messages.{method}", sync_wrapper(surface))
-            patcher.wrap(module, f"AsyncMessages.{method}", async_wrapper(surface))
-        patcher.wrap(module, "Messages.stream", stream)
-        patcher.wrap(module, "AsyncMessages.stream", stream)
-        rebuild_cached_wrappers(patcher, module, ("Messages", "AsyncMessages"))
+        patcher.on_import(module, functools.partial(_patch, patcher, module, surface, stream))
+
+
+def _patch(patcher: Patcher, module: str, surface: MessagesSurface, stream: Any) -> None:
+    for method in ("create", "parse"):
+        patcher.wrap(module, f"Messages.{method}", sync_wrapper(surface))
+        patcher.wrap(module, f"AsyncMessages.{method}", async_wrapper(surface))
+    patcher.wrap(module, "Messages.stream", stream)
+    patcher.wrap(module, "AsyncMessages.stream", stream)
+    rebuild_cached_wrappers(patcher, module, ("Messages", "AsyncMessages"))

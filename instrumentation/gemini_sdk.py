@@ -17,5 +17,5 @@ MODELS = "google.genai.models"
 def instrument(patcher: Patcher, telemetry: Telemetry, resolver: EndpointResolver) -> None:
     for method, stream in (("generate_content", False), ("generate_content_stream", True)):
         surface = GenerateContentSurface(telemetry, resolver, stream)
-        patcher.wrap(MODELS, f"Models.{method}", sync_wrapper(surface))
-        patcher.wrap(MODELS, f"AsyncModels.{method}", async_wrapper(surface))
+        patcher.wrap_on_import(MODELS, f"Models.{method}", sync_wrapper(surface))
+        patcher.wrap_on_import(MODELS, f"AsyncModels.{method}", async_wrapper(surface))

@@ -155,9 +155,9 @@ class ChatStreamAccumulator:
         call = self.call
         if call.first_chunk is None:
             call.first_chunk = now
-            self.model = known_text(chunk.model)
-            self.response_id = known_text(chunk.id)
-        choices = chunk.choices
+            self.model = known_text(field(chunk, "model"))
+            self.response_id = known_text(field(chunk, "id"))
+        choices = field(chunk, "choices") or ()  # a hostile server's chunk may lack them (usage alone)
         hold = False
         for choice in choices:
             delta = choice.delta

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import Patcher, async_wrapper, sync_wrapper
 from thinkmeter.instrumentation._stainless import rebuild_cached_wrappers
@@ -26,7 +29,11 @@ def instrument(patcher: Patcher, telemetry: Telemetry, resolver: EndpointResolve
         (RESPONSES, "Responses", "AsyncResponses", ("create", "parse"), responses),
         (RESPONSES, "Responses", "AsyncResponses", ("retrieve",), resumed),
     ):
-        for method in methods:
-            patcher.wrap(module, f"{sync_class}.{method}", sync_wrapper(surface))
-            patcher.wrap(module, f"{async_class}.{method}", async_wrapper(surface))
-        rebuild_cached_wrappers(patcher, module, (sync_class, async_class))
+        patcher.on_import(module, functools.partial(_patch, patcher, module, sync_class, async_class, methods, surface))
+
+
+def _patch(patcher: Patcher, module: str, sync_class: str, async_class: str, methods: tuple[str, ...], surface: Any) -> None:
+    for method in methods:
+        patcher.wrap(module, f"{sync_class}.{method}", sync_wrapper(surface))
+        patcher.wrap(module, f"{async_class}.{method}", async_wrapper(surface))
+    rebuild_cached_wrappers(patcher, module, (sync_class, async_class))

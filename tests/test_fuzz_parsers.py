@@ -707,20 +707,20 @@ def asks_for_usage(request: bytes) -> bool:
         return False
 
 
-def drop_usage_only_events(body: bytes) -> bytes:
+def blank_usage_only_events(body: bytes) -> bytes:
     """Hostile in every way but one: a usage-only chunk (usage, no choices) comes only when the request asked
     for it. thinkmeter asks when the caller did not and hides that chunk; an unasked one at the same place
-    cannot be told from it, so the untraced and traced runs would see different servers."""
-    kept = []
-    for event in body.split(b"\n\n"):
+    cannot be told from it, so the untraced and traced runs would see different servers. The chunk becomes an
+    SSE comment of the same length, so byte counts in the SDK's errors stay the same."""
+    events = body.split(b"\n\n")
+    for index, event in enumerate(events):
         try:
             chunk = json.loads(event[len(b"data: "):]) if event.startswith(b"data: ") else None
         except ValueError:
             chunk = None
         if isinstance(chunk, dict) and chunk.get("usage") is not None and not chunk.get("choices"):
-            continue
-        kept.append(event)
-    return b"\n\n".join(kept)
+            events[index] = b":" + b" " * (len(event) - 1)
+    return b"\n\n".join(events)
 
 
 class HostileServer(http.server.ThreadingHTTPServer):
@@ -737,8 +737,8 @@ class HostileHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         request = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         status, content_type, body, cut = self.server.reply  # type: ignore[attr-defined]
-        if content_type == "text/event-stream" and not asks_for_usage(request):
-            body = drop_usage_only_events(body)
+        if status == 200 and content_type == "text/event-stream" and not asks_for_usage(request):
+            body = blank_usage_only_events(body)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         # A server that closes early announces more than it sends.
