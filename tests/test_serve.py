@@ -254,7 +254,8 @@ def test_many_writers_serve_killed_and_restarted_store_every_span_once(tmp_path:
     services = [f"writer-{index}" for index in range(writers)]
     # Writers start before serve (their segments wait), serve starts while they write, and is SIGKILLed.
     emitters = [start_span_emitter(data_dir, service, per_writer, 60_000) for service in services[:2]]
-    serve = ServeProcess(data_dir)
+    # A long ingest interval: segments written after serve's first ingest are still pending when it dies.
+    serve = ServeProcess(data_dir, "--ingest-interval", "30")
     emitters += [start_span_emitter(data_dir, service, per_writer, 60_000) for service in services[2:]]
     time.sleep(0.5)
     serve.kill()

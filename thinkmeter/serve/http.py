@@ -19,6 +19,8 @@ registered by path prefix in thinkmeter.serve.routes; this module is not touched
 
 from __future__ import annotations
 
+import email
+
 import base64
 import hmac
 import json
@@ -256,6 +258,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_chunked()
             if body is None:
                 return clickhouse_error(202, "Code: 202. DB::Exception: Request body too large. (TOO_MANY_SIMULTANEOUS_QUERIES)", version)
+        if self.headers.get("Content-Type", "").startswith("multipart/form-data"):
+            params.update(_form_fields(self.headers["Content-Type"], body))  # query and long parameters
+            body = b""
         if path in ("/", "/ping") and not params.get("query") and not body:
             return Response(200, b"Ok.\n")
         denied = self._check_password(params)
@@ -329,3 +334,16 @@ class ServeHTTPServer(ThreadingHTTPServer):
         thread = threading.Thread(target=self.serve_forever, name="thinkmeter-serve-http", daemon=True)
         thread.start()
         return thread
+
+
+def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The fields of a multipart/form-data body: clickhouse-connect sends a query whose parameters are long
+    this way (ClickHouse's HTTP interface takes `query` and `param_*` as form fields)."""
+    message = email.message_from_bytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    fields = {}
+    for part in message.walk():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = payload.decode("utf-8", "replace")
+    return fields
