@@ -31,7 +31,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProc
     data_dir = tmp_path_factory.mktemp("serve-demo")
     serve = ServeProcess(data_dir)
     try:
-        demo = subprocess.run([sys.executable, "-m", "thinkmeter", "demo", "--calls", str(DEMO_CALLS), "--graded-per-budget", "0", "--budget-calls", "0"],
+        demo = subprocess.run([sys.executable, "-m", "thinkmeter", "demo", "--calls", str(DEMO_CALLS)],
                               env={**os.environ, "THINKMETER_DATA_DIR": str(data_dir)}, capture_output=True, text=True, timeout=600)
         assert demo.returncode == 0, demo.stderr[-3000:]
         calls = wait_for_count(serve.client(), COUNT, DEMO_CALLS)
