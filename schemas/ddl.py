@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from thinkmeter.schemas.contract import TABLE_COLUMNS, column_definitions, select_list
+from thinkmeter.schemas.sql_text import closing_paren, split_top_level
 
 SQL_DIR = Path(__file__).with_name("sql")
 # {shard}, {replica} are server macros; {database} and {table} are expanded by ClickHouse itself.
@@ -195,23 +196,10 @@ def created_object(statement: str) -> CreatedObject | None:
 
 def _top_level_items(code: str, open_paren: int) -> list[str]:
     """The comma-separated items inside the parenthesis at open_paren (nested parentheses and quotes kept)."""
-    items, start, depth, quote = [], open_paren + 1, 0, ""
-    for i in range(open_paren, len(code)):
-        char = code[i]
-        if quote:
-            quote = "" if char == quote and code[i - 1] != "\\" else quote
-        elif char in "'`\"":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return [*items, code[start:i]]
-        elif char == "," and depth == 1:
-            items.append(code[start:i])
-            start = i + 1
-    raise ValueError(f"unbalanced parentheses in schema statement: {code[:80]!r}")
+    close = closing_paren(code, open_paren)
+    if close == -1:
+        raise ValueError(f"unbalanced parentheses in schema statement: {code[:80]!r}")
+    return split_top_level(code[open_paren + 1 : close])
 
 
 def add_columns_statement(

@@ -48,6 +48,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from thinkmeter.schemas.sql_text import MACROPRO_QUOTES, closing_paren, split_top_level
 
 DATASOURCE_TYPE = "grafana-clickhouse-datasource"
 DATASOURCE_UID = "thinkmeter-clickhouse"
@@ -212,57 +213,6 @@ def _strip_comments(sql: str) -> str:
     return "".join(out)
 
 
-def _closing_paren(text: str, open_index: int) -> int:
-    depth, i = 0, open_index
-    while i < len(text):
-        char = text[i]
-        if char in "'\"":
-            i = _after_string(text, i)
-            continue
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
-
-
-def _after_string(text: str, start: int) -> int:
-    quote, j = text[start], start + 1
-    while j < len(text):
-        if text[j] == quote:
-            if j + 1 < len(text) and text[j + 1] == quote:
-                j += 2
-                continue
-            return j + 1
-        j += 1
-    return j
-
-
-def _split_args(raw: str) -> list[str]:
-    raw = raw.strip()
-    if not raw:
-        return []
-    args, depth, start, i = [], 0, 0, 0
-    while i < len(raw):
-        char = raw[i]
-        if char in "'\"":
-            i = _after_string(raw, i)
-            continue
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "," and depth == 0:
-            args.append(raw[start:i].strip())
-            start = i + 1
-        i += 1
-    args.append(raw[start:].strip())
-    return args
-
-
 def _duration(ms: int) -> str:
     """macropro FormatDuration: the largest whole unit."""
     if ms == 0:
@@ -334,9 +284,9 @@ def expand_backend(sql: str, time_range: TimeRange) -> str:
             rest = rest[after:]
             args: list[str] = []
             if rest.startswith("("):
-                end = _closing_paren(rest, 0)
+                end = closing_paren(rest, 0, quotes=MACROPRO_QUOTES, backslash_escapes=False)
                 if end != -1:
-                    args = _split_args(rest[1:end])
+                    args = split_top_level(rest[1:end], quotes=MACROPRO_QUOTES, backslash_escapes=False)
                     rest = rest[end + 1 :]
             if arity is not None and len(args) != arity:
                 raise ValueError(f"{token} expected {arity} argument(s), received {len(args)}")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import struct
 
+from thinkmeter.schemas.sql_text import split_top_level
+
 MIN_REVISION_WITH_CUSTOM_SERIALIZATION = 54454
 # BlockInfo as ClickHouse writes it: field 1 is_overflows = false, field 2 bucket_num = -1, end marker.
 _BLOCK_INFO = b"\x01\x00\x02\xff\xff\xff\xff\x00"
@@ -48,29 +50,6 @@ class _Type:
         return arg
 
 
-def _split_args(text: str) -> list[str]:
-    args, depth, start, quote, i = [], 0, 0, "", 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char in "'`\"":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "," and depth == 0:
-            args.append(text[start:i].strip())
-            start = i + 1
-        i += 1
-    args.append(text[start:].strip())
-    return args
-
-
 def _element_type(text: str) -> str:
     """A tuple element's type: "name Type", "`a name` Type" or "Type"."""
     if text.startswith("`"):
@@ -84,7 +63,7 @@ def parse_type(text: str) -> _Type:
     open_paren = text.find("(")
     if open_paren == -1 or not text.endswith(")"):
         return _Type(text, [])
-    name, args = text[:open_paren], _split_args(text[open_paren + 1 : -1])
+    name, args = text[:open_paren], split_top_level(text[open_paren + 1 : -1])
     if name in ("Tuple", "Nested"):
         return _Type(name, [parse_type(_element_type(arg)) for arg in args])
     if name in ("Nullable", "Array", "LowCardinality", "Map"):
