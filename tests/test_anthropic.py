@@ -13,23 +13,14 @@ import anthropic
 import pytest
 
 from tests.instrumented import Spans, capturing, instrumented  # noqa: F401  (pytest fixtures)
-from tests.simulated import assert_at, assert_stream_timings, expected_cost, sim  # noqa: F401  (pytest fixture)
+from tests.simulated import THINKING_SCENARIO, assert_at, assert_stream_timings, expected_cost, sim  # noqa: F401  (pytest fixture)
 from thinkmeter.instrumentation._estimate import estimated_tokens
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.simulator import Scenario, Simulator
 from thinkmeter.simulator.scenario import answer_words
 
 MODEL = "claude-opus-4-5"
-SCENARIO = Scenario(
-    input_tokens=1200,
-    cached_input_tokens=800,
-    cache_write_tokens=300,
-    reasoning_tokens=700,
-    visible_tokens=12,
-    prefill_s=0.15,
-    thinking_s=0.8,
-    visible_tokens_per_s=200,
-)
+SCENARIO = THINKING_SCENARIO
 STREAMED = {"create_stream", "stream_helper"}
 # The resource method each mode calls; older SDKs lack some (messages.parse, beta stream in 0.40).
 METHODS = {"create": "create", "parse": "parse", "create_stream": "create", "stream_helper": "stream"}

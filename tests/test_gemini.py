@@ -14,7 +14,7 @@ from google import genai
 from google.genai import errors, types
 
 from tests.instrumented import Spans, capturing, instrumented  # noqa: F401  (pytest fixtures)
-from tests.simulated import assert_at, assert_stream_timings, expected_cost, sim  # noqa: F401  (pytest fixture)
+from tests.simulated import assert_at, assert_stream_timings, cancel_mid_stream, expected_cost, sim  # noqa: F401  (pytest fixture)
 from thinkmeter.schemas import semconv as sc
 from thinkmeter.simulator import Scenario, Simulator
 from thinkmeter.simulator.scenario import answer_words
@@ -260,21 +260,8 @@ def test_exception_mid_stream_ends_the_span_with_the_error(instrumented: Spans, 
 
 def test_async_cancellation_ends_the_span(instrumented: Spans, sim: Simulator) -> None:
     client = _new_client(sim)
-
-    async def consume(started: asyncio.Event) -> None:
-        async for _ in await client.aio.models.generate_content_stream(model=MODEL, contents=PROMPT, config=_config()):
-            started.set()
-
-    async def run() -> None:
-        started = asyncio.Event()
-        task = asyncio.create_task(consume(started))
-        await started.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await _aclose(client)
-
-    asyncio.run(run())
+    cancel_mid_stream(lambda: client.aio.models.generate_content_stream(model=MODEL, contents=PROMPT, config=_config()))
+    asyncio.run(_aclose(client))
     (span,) = instrumented.all()
     assert dict(span.attributes or {})[sc.ERROR_TYPE] == "CancelledError"
 
