@@ -7,7 +7,10 @@ is estimated from the thinking text (raw, never a summary); visible = eval_count
 
 from __future__ import annotations
 
+import functools
+import sys
 import time
+import types
 from typing import Any
 
 from thinkmeter.instrumentation._endpoints import EndpointResolver
@@ -32,10 +35,17 @@ def instrument(patcher: Patcher, telemetry: Telemetry, resolver: EndpointResolve
     for method, operation in (("chat", "chat"), ("generate", "text_completion")):
         surface = OllamaSurface(telemetry, resolver, operation)
         sync, asynchronous = by_keyword(sync_wrapper(surface)), by_keyword(async_wrapper(surface))
-        patcher.wrap("ollama._client", f"Client.{method}", sync)
-        patcher.wrap("ollama._client", f"AsyncClient.{method}", asynchronous)
-        # ollama.chat / ollama.generate were bound to the default Client before any patch.
-        patcher.wrap("ollama", method, sync)
+        patcher.wrap_on_import("ollama._client", f"Client.{method}", sync)
+        patcher.wrap_on_import("ollama._client", f"AsyncClient.{method}", asynchronous)
+        patcher.on_import("ollama", functools.partial(_wrap_default_client, patcher, method, sync))
+
+
+def _wrap_default_client(patcher: Patcher, method: str, wrapper: Any) -> None:
+    """ollama.chat / ollama.generate are bound to a default Client when ollama is imported: traced
+    already when Client was patched first, wrapped here when ollama was imported before instrument()."""
+    module = sys.modules["ollama"]
+    if type(getattr(module, method, None)) is types.MethodType:  # a wrapper proxies isinstance, not type()
+        patcher.wrap("ollama", method, wrapper)
 
 
 class OllamaSurface:

@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # Room for the answer kept above the reasoning cap where one knob counts both (OpenAI
@@ -25,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 ANSWER_ROOM_TOKENS = 4096
 # Anthropic refuses a thinking budget under this many tokens.
 ANTHROPIC_MIN_BUDGET = 1024
+
+if TYPE_CHECKING:
+    import yaml
 
 
 class ClassBudget(BaseModel):
@@ -133,6 +135,8 @@ class LoadedPolicy:
 
 def load_policy(path: str | Path) -> LoadedPolicy:
     """Read and validate a policy file (YAML, or JSON, which YAML reads too)."""
+    import yaml  # here, not at the top: every instrumented application imports this module, few load a policy
+
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -171,8 +175,10 @@ def _problem(error: dict[str, Any]) -> str:
 
 def _entry_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
     """Line of every mapping key, by its path of keys."""
+    from yaml import MappingNode
+
     lines: dict[tuple[str, ...], int] = {}
-    if isinstance(node, yaml.MappingNode):
+    if isinstance(node, MappingNode):
         for key, value in node.value:
             path = (*prefix, str(key.value))
             lines[path] = key.start_mark.line + 1
