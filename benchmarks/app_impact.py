@@ -1,6 +1,6 @@
 """Application impact: what `thinkmeter.instrument()` (default exporter) costs a real application.
 
-    python benchmarks/app_impact.py [--seconds 30] [--rate 10] [--calls 2200] [--ingest-spans 300000] [--quick]
+    python benchmarks/app_impact.py [--seconds 30] [--rate 10] [--calls 2200] [--rounds 3] [--ingest-spans 300000] [--quick]
 
 Separate processes, all real: a loopback OpenAI-style server (canned replies, its own process),
 `thinkmeter serve` on a temporary data dir, and an application process making the same real `openai`
@@ -8,6 +8,8 @@ SDK calls (1 in 10 streamed): plain, with `thinkmeter.instrument(exporter="none"
 exported: the instrumentation's own cost) and with `thinkmeter.instrument()` (the default exporter):
 - steady: `--rate` calls per second for `--seconds`;
 - full speed: `--calls` calls back to back.
+The three run in turn, `--rounds` times; each figure is the median of its rounds (a VM's CPU time per call
+drifts by 20 % from one minute to the next).
 The application ends without calling flush(), as most do. Its CPU is the whole process's, every thread
 and start-up included (os.wait4), also shown without start-up (imports, instrument()) and for the calls
 alone (no exit either); its RSS is the peak (ru_maxrss); rows stored are counted in serve
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +47,7 @@ def run_server() -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as two writes: without it each call waits 40 ms for a delayed ACK
 
         def log_message(self, *args: object) -> None:
             pass
@@ -169,6 +173,7 @@ def measure_ingest(total: int) -> None:
     writer = SegmentWriter(settings.segments_dir, 1 << 40)
     batch = 2_000
     spans = realistic_spans(batch)
+    trace_block(spans_to_columns(spans))  # warm: the exporter's first batch pays for imports and caches
     started = time.process_time()
     block = trace_block(spans_to_columns(spans))
     encode_us = (time.process_time() - started) / batch * 1e6
@@ -195,8 +200,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--calls", type=int, default=2200)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ingest-spans", type=int, default=300_000)
-    parser.add_argument("--quick", action="store_true", help="10 s steady, 600 calls, 100k spans ingested")
+    parser.add_argument("--quick", action="store_true", help="10 s steady, 600 calls, 100k spans ingested, 1 round")
     parser.add_argument("--app", choices=("plain", "instrumented"), help=argparse.SUPPRESS)
     parser.add_argument("--server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -206,7 +212,7 @@ def main() -> None:
     if args.app:
         return run_app(args.app == "instrumented", args.port, args.rate, args.seconds, args.calls)
     if args.quick:
-        args.seconds, args.calls, args.ingest_spans = 10.0, 600, 100_000
+        args.seconds, args.calls, args.ingest_spans, args.rounds = 10.0, 600, 100_000, 1
 
     server = subprocess.Popen([sys.executable, __file__, "--server"], stdout=subprocess.PIPE)
     port = int(server.stdout.readline())  # type: ignore[union-attr]
@@ -219,12 +225,16 @@ def main() -> None:
         for label, rate, seconds, calls in (("steady", args.rate, args.seconds, 0), ("full speed", 0.0, 0.0, args.calls)):
             service = f"bench-{label.replace(' ', '-')}-{os.getpid()}"
             env = {**os.environ, "THINKMETER_DATA_DIR": str(data_dir), "OTEL_SERVICE_NAME": service}
-            plain = measure_app(False, port, env, rate, seconds, calls)
-            spans_only = measure_app(True, port, {**env, "THINKMETER_EXPORTER": "none"}, rate, seconds, calls)
-            instrumented = measure_app(True, port, env, rate, seconds, calls)
-            stored = rows_stored(serve_port, service, instrumented["calls"])
-            n = instrumented["calls"]
+            rounds: dict[str, list[dict[str, float]]] = {"plain": [], "exporter=none": [], "instrumented": []}
+            for _ in range(args.rounds):
+                rounds["plain"].append(measure_app(False, port, env, rate, seconds, calls))
+                rounds["exporter=none"].append(measure_app(True, port, {**env, "THINKMETER_EXPORTER": "none"}, rate, seconds, calls))
+                rounds["instrumented"].append(measure_app(True, port, env, rate, seconds, calls))
+            plain, spans_only, instrumented = (_median(rounds[name]) for name in rounds)
+            n = int(instrumented["calls"])
+            stored = rows_stored(serve_port, service, n * args.rounds)
             what = f"{rate:g} calls/s for {seconds:g} s" if rate else f"{calls} calls back to back"
+            what += f"; medians of {args.rounds} rounds" if args.rounds > 1 else ""
             print(f"\n{label} ({what}):")
             for name, run in (("plain", plain), ("exporter=none", spans_only), ("instrumented", instrumented)):
                 print(f"  {name:<13} CPU {run['cpu_s']:6.2f} s (after start-up {run['work_cpu_s']:6.2f} s, "
@@ -242,8 +252,8 @@ def main() -> None:
             print(f"  of which the span export (instrumented vs exporter=none, exit included): "
                   f"{(instrumented['work_cpu_s'] - spans_only['work_cpu_s']) / n * 1e6:,.0f} us CPU per call, "
                   f"RSS {instrumented['rss_mb'] - spans_only['rss_mb']:+.1f} MB")
-            print(f"  rows stored (llm_calls, read through serve): {stored} of {n} calls"
-                  f"{'' if stored == n else '  <-- MISMATCH'}; the application exited without flush() and wrote nothing to stderr")
+            print(f"  rows stored (llm_calls, read through serve): {stored} of {n * args.rounds} calls"
+                  f"{'' if stored == n * args.rounds else '  <-- MISMATCH'}; the application exited without flush() and wrote nothing to stderr")
         print(f"\n  serve meanwhile: {_process_cpu(serve.pid) - serve_cpu_before:.2f} s CPU (ingest + schema) in its own process")
     finally:
         serve.terminate()
@@ -251,6 +261,10 @@ def main() -> None:
         server.terminate()
     print()
     measure_ingest(args.ingest_spans)
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 def _process_cpu(pid: int) -> float:
