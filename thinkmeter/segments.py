@@ -402,7 +402,7 @@ def _remove_stale_tmp_files(directory: Path) -> None:
 
 _PREFIXES = [bytes((length,)) for length in range(128)]
 _STRINGS: dict[str, bytes] = {}  # length-prefixed UTF-8 of short texts that repeat (keys, models, sources)
-_STRINGS_MAX = 16_384
+_STRINGS_MAX = 4096
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _LOW_CARDINALITY_VERSION = (1).to_bytes(8, "little")
 _NEW_DICTIONARY = (1 << 9) | (1 << 10)  # additional keys + dictionary in this block
@@ -455,7 +455,9 @@ def _encoded(value: Any) -> bytes:
         _leb128(size, length)
         return bytes(length) + raw
     encoded = _PREFIXES[size] + raw
-    if size <= 48 and len(_STRINGS) < _STRINGS_MAX:
+    if size <= 48:
+        if len(_STRINGS) >= _STRINGS_MAX:
+            _STRINGS.clear()  # ids and durations never repeat and fill it: start again with what repeats now
         _STRINGS[value] = encoded
     return encoded
 
