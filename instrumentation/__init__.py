@@ -17,14 +17,14 @@ if TYPE_CHECKING:
     from thinkmeter.instrumentation._patch import Patcher
     from thinkmeter.instrumentation._telemetry import Telemetry
 
-# SDK import name -> instrumentation module
+# SDK import name -> instrumentation module. Each SDK is patched when the application imports it:
+# thinkmeter never imports one itself (seconds and tens of MB each; transformers pulls in torch, litellm
+# fetches a price map from the network).
 INSTRUMENTORS = {
     "openai": "thinkmeter.instrumentation.openai_sdk",
     "anthropic": "thinkmeter.instrumentation.anthropic_sdk",
     "google.genai": "thinkmeter.instrumentation.gemini_sdk",
     "ollama": "thinkmeter.instrumentation.ollama_sdk",
-    # These are patched when the application imports them: thinkmeter never imports torch, botocore,
-    # mistralai or litellm itself (seconds each; litellm fetches a price map from the network).
     "botocore": "thinkmeter.instrumentation.bedrock_sdk",
     "mistralai": "thinkmeter.instrumentation.mistral_sdk",
     "litellm": "thinkmeter.instrumentation.litellm_sdk",
