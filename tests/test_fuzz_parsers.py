@@ -31,6 +31,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.terminal import report
 from thinkmeter.instrumentation._endpoints import EndpointResolver
 from thinkmeter.instrumentation._patch import _deliver
 from thinkmeter.instrumentation._stream import TracedAsyncStream, TracedStream
@@ -71,13 +72,7 @@ cases = {"count": 0}
 @pytest.fixture(scope="module", autouse=True)
 def report_case_count(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(
-                f"\ntest_fuzz_parsers: {cases['count']} generated cases"
-            )
+    report(request, f"{cases['count']} generated cases")
 
 
 # ---------------------------------------------------------------------------------------------- payloads

@@ -22,6 +22,7 @@ from clickhouse_connect.driver.client import Client
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
+from tests.terminal import report
 from thinkmeter.config import Settings
 from thinkmeter.export import ClickHouseSpanProcessor
 from thinkmeter.segments import kept_segments
@@ -66,15 +67,6 @@ def read_store(data_dir: Path, service: str) -> dict[str, int]:
     out, err = reader.communicate(timeout=120)
     assert reader.returncode == 0, err
     return json.loads(out.strip().splitlines()[-1])
-
-
-def report(request: pytest.FixtureRequest, text: str) -> None:
-    """Print the counts even under -q and output capture."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(f"\ntest_outages: {text}")
 
 
 class RefusingServer(http.server.ThreadingHTTPServer):

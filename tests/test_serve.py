@@ -24,6 +24,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from tests.conftest import finish_span_emitter, start_span_emitter
 from tests.engine_servers import EngineServer, vllm_metrics
+from tests.terminal import report
 from thinkmeter.config import Settings
 from thinkmeter.segments import SEGMENT_SUFFIX, kept_segments, pending_segments
 from thinkmeter.serve.discovery import FILE_NAME, PASSWORD_ENV, ServeAddress, find_serve
@@ -290,14 +291,11 @@ def test_many_writers_serve_killed_and_restarted_store_every_span_once(tmp_path:
         per_service = dict(client.query("SELECT ServiceName, count() FROM llm_calls GROUP BY ServiceName").result_rows)
     finally:
         returncode, err = serve.terminate()
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(
-                f"\ntest_serve: {writers} writers sent {sent}, serve SIGKILLed and restarted, a batch of {len(pending)} "
-                f"segments replayed: stored {distinct}, lost {sent - distinct}, stored twice {rows - distinct}"
-            )
+    report(
+        request,
+        f"{writers} writers sent {sent}, serve SIGKILLed and restarted, a batch of {len(pending)} "
+        f"segments replayed: stored {distinct}, lost {sent - distinct}, stored twice {rows - distinct}",
+    )
     assert returncode == 0, err
     assert (rows, distinct, calls) == (sent, sent, sent)
     assert per_service == dict.fromkeys(services, per_writer)
