@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from thinkmeter.schemas import semconv as sc
+from thinkmeter.schemas.ddl import quote_string
 from thinkmeter.task_reports import SOLVED_SCORE, per_task_sql
 
 
@@ -113,7 +114,7 @@ def _per_name(column: str, overrides: dict[str, float], default: float) -> str:
     """A per-name limit in SQL: transform() over the overrides, else the default."""
     if not overrides:
         return _float(default)
-    names = ", ".join("'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'" for name in overrides)
+    names = ", ".join(map(quote_string, overrides))
     values = ", ".join(_float(v) for v in overrides.values())
     return f"transform({column}, [{names}], [{values}], {_float(default)})"
 

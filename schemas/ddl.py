@@ -63,6 +63,11 @@ def quote_identifier(name: str) -> str:
     return f"`{name}`"
 
 
+def quote_string(value: str) -> str:
+    """A ClickHouse string literal: backslashes and single quotes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def on_cluster_clause(cluster: str | None) -> str:
     return f"ON CLUSTER {quote_identifier(cluster)} " if cluster else ""
 

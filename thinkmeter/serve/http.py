@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from thinkmeter.schemas.ddl import quote_identifier
+from thinkmeter.schemas.ddl import quote_identifier, quote_string
 
 log = logging.getLogger("thinkmeter.serve")
 
@@ -125,7 +125,7 @@ class ReadOnlyStore:
             for name, value in (settings or {}).items():
                 if not _SETTING_NAME.match(name):
                     raise QueryError(115, f"Code: 115. DB::Exception: Unknown setting '{name}'. (UNKNOWN_SETTING)")
-                self._run(connection, f"SET {name} = {_quoted(value)}")
+                self._run(connection, f"SET {name} = {quote_string(str(value))}")
             self._run(connection, "SET readonly = 1")
             return self._run(connection, sql, fmt, dict(params or {}))
         finally:
@@ -163,10 +163,6 @@ class ServeContext:
 
 
 RouteHandler = Callable[[Request, ServeContext], Response]
-
-
-def _quoted(value: str) -> str:
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 # ------------------------------------------------------------------------------ ClickHouse interface
