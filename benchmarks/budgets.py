@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hot_path import per_op_us  # noqa: E402
 
 from thinkmeter.budgets.policy import load_policy
-from thinkmeter.budgets.windows import FILE_NAME, TenantWindows, window_start, write_atomically
+from thinkmeter.budgets.windows import FILE_NAME, TenantWindows, window_start
+from thinkmeter.published import write_atomically
 from thinkmeter.instrumentation._budget import Budgets, StreamMeter
 from thinkmeter.instrumentation._tags import tags
 from thinkmeter.instrumentation._telemetry import Call, Telemetry

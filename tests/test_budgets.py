@@ -26,7 +26,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import thinkmeter
 from tests.instrumented import Spans
-from thinkmeter.budgets.windows import FILE_NAME, TenantWindowPublisher, write_atomically
+from thinkmeter.budgets.windows import FILE_NAME, TenantWindowPublisher
+from thinkmeter.published import write_atomically
 from thinkmeter.cli import main as cli_main
 from thinkmeter.config import Settings
 from thinkmeter.schemas import semconv as sc

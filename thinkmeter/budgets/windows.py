@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thinkmeter.published import write_atomically
+
 log = logging.getLogger("thinkmeter")
 
 FILE_NAME = "tenant-windows.json"
@@ -86,16 +88,6 @@ def published_window_s(policy_file: Path | None) -> int:
     from thinkmeter.budgets.policy import load_policy
 
     return load_policy(policy_file).policy.tenant_window_s if policy_file is not None else 86400
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from thinkmeter.published import write_atomically
+
 FILE_NAME = "serve.json"
 PASSWORD_ENV = "THINKMETER_SERVE_PASSWORD"
 
@@ -36,10 +38,7 @@ class ServeAddress:
 
 def advertise(data_dir: Path, address: ServeAddress) -> None:
     """Publish the address atomically (readers never see half a file)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = data_dir / f".{FILE_NAME}.{address.pid}"
-    tmp.write_text(json.dumps({"host": address.host, "port": address.port, "pid": address.pid}))
-    os.replace(tmp, data_dir / FILE_NAME)
+    write_atomically(data_dir / FILE_NAME, json.dumps({"host": address.host, "port": address.port, "pid": address.pid}).encode())
 
 
 def withdraw(data_dir: Path, pid: int) -> None:
